@@ -1,0 +1,5 @@
+import sys
+
+from flaxnets.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `flaxnets` sub-command (see `flaxnets.cli`)."""
