@@ -1,0 +1,268 @@
+"""Shared layers: convolutions, BatchNorm with per-group statistics, squeeze-excite, activations
+and initialiser schemes.
+
+Module types carry meaning: `flaxnets.models.param_kinds` classifies parameters by the type of
+the module that owns them (`Conv2d`, `DepthwiseConv2d`, `nnx.Linear`, `BatchNorm`), never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from flaxnets.errors import FlaxnetsError
+
+
+def hard_sigmoid(x):
+    """relu6(x + 3) / 6, as in the MobileNetV3 paper and the TF/Keras references."""
+    return jax.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def hard_swish(x):
+    """x * hard_sigmoid(x)."""
+    return x * hard_sigmoid(x)
+
+
+ACTIVATIONS: dict[str, Callable] = {
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "hard_swish": hard_swish,
+    "swish": jax.nn.swish,
+}
+GATES: dict[str, Callable] = {"sigmoid": jax.nn.sigmoid, "hard_sigmoid": hard_sigmoid}
+PADDINGS = ("same", "symmetric")
+
+
+def activation_fn(name: str) -> Callable:
+    """The activation function called `name` (one of ACTIVATIONS)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise FlaxnetsError(
+            f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}"
+        ) from None
+
+
+# --- initialiser schemes -------------------------------------------------------------------
+# TF stores a depthwise kernel as (h, w, C, 1) while Flax stores it as (h, w, 1, C). Swapping the
+# fan axes makes variance scaling compute the same fans as TF/Keras does for its layout.
+_DEPTHWISE_AXES = {"in_axis": -1, "out_axis": -2}
+
+
+def _uniform_symmetric(limit: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+    return init
+
+
+def initializers(scheme: str) -> dict[str, Callable]:
+    """Kernel initialisers for one scheme, keyed by layer kind: conv, depthwise, dense.
+
+    - "tf_tpu" (TF-TPU EfficientNet / Keras applications): conv and depthwise
+      variance_scaling(2.0, fan_out, truncated normal); dense variance_scaling(1/3, fan_out,
+      uniform), i.e. uniform(+-1/sqrt(fan_out)).
+    - "tf_vision" (TF-Vision MobileNet backbone + classification head): Keras
+      `VarianceScaling()` (scale 1.0, fan_in, truncated normal) for conv and depthwise; the
+      classifier uses Keras `random_uniform` (uniform(-0.05, 0.05)).
+    - "flax": Flax defaults (LeCun normal) for every kernel.
+    Biases start at zero in every scheme.
+    """
+    vs = jax.nn.initializers.variance_scaling
+    if scheme == "tf_tpu":
+        return {
+            "conv": vs(2.0, "fan_out", "truncated_normal"),
+            "depthwise": vs(2.0, "fan_out", "truncated_normal", **_DEPTHWISE_AXES),
+            "dense": vs(1.0 / 3.0, "fan_out", "uniform"),
+        }
+    if scheme == "tf_vision":
+        return {
+            "conv": vs(1.0, "fan_in", "truncated_normal"),
+            "depthwise": vs(1.0, "fan_in", "truncated_normal", **_DEPTHWISE_AXES),
+            "dense": _uniform_symmetric(0.05),
+        }
+    if scheme == "flax":
+        default = nnx.initializers.lecun_normal()
+        return {"conv": default, "depthwise": default, "dense": default}
+    raise FlaxnetsError(f"unknown kernel_init {scheme!r}; expected one of tf_tpu, tf_vision, flax")
+
+
+# While `recording()` is active, every leaf layer appends (layer, output) when called; the
+# counting module uses this under abstract evaluation to list per-layer shapes.
+_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("flaxnets_record",
+                                                                      default=None)
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect (layer, output) for every Conv2d/DepthwiseConv2d/BatchNorm/Dense call."""
+    calls: list = []
+    token = _RECORD.set(calls)
+    try:
+        yield calls
+    finally:
+        _RECORD.reset(token)
+
+
+def _record(layer, y):
+    calls = _RECORD.get()
+    if calls is not None:
+        calls.append((layer, y))
+    return y
+
+
+def _padding(kernel_size: int, padding: str):
+    if padding == "same":
+        return "SAME"  # TF SAME: for stride 2 the extra pixel goes bottom/right
+    if padding == "symmetric":
+        p = kernel_size // 2  # PyTorch-style
+        return ((p, p), (p, p))
+    raise FlaxnetsError(f"unknown padding {padding!r}; expected one of {', '.join(PADDINGS)}")
+
+
+class Conv2d(nnx.Conv):
+    """A dense (groups=1) 2-D convolution, NHWC, parameters float32, computed in `dtype`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
+                 padding: str = "same", use_bias: bool = False, kernel_init: Callable,
+                 dtype=jnp.float32, rngs: nnx.Rngs):
+        super().__init__(
+            in_channels, out_channels, (kernel_size, kernel_size), (stride, stride),
+            padding=_padding(kernel_size, padding), use_bias=use_bias, dtype=dtype,
+            param_dtype=jnp.float32, kernel_init=kernel_init, rngs=rngs,
+        )
+
+    def __call__(self, x):
+        return _record(self, super().__call__(x))
+
+
+class DepthwiseConv2d(nnx.Conv):
+    """A depthwise convolution (one filter per channel); kernel shape (k, k, 1, C)."""
+
+    def __init__(self, channels: int, kernel_size: int, stride: int = 1, *, padding: str = "same",
+                 kernel_init: Callable, dtype=jnp.float32, rngs: nnx.Rngs):
+        super().__init__(
+            channels, channels, (kernel_size, kernel_size), (stride, stride),
+            padding=_padding(kernel_size, padding), feature_group_count=channels, use_bias=False,
+            dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init, rngs=rngs,
+        )
+
+    def __call__(self, x):
+        return _record(self, super().__call__(x))
+
+
+class Dense(nnx.Linear):
+    """A fully connected layer on pooled features, parameters and compute in float32."""
+
+    def __init__(self, in_features: int, out_features: int, *, kernel_init: Callable,
+                 rngs: nnx.Rngs):
+        super().__init__(in_features, out_features, kernel_init=kernel_init, dtype=jnp.float32,
+                         param_dtype=jnp.float32, rngs=rngs)
+
+    def __call__(self, x):
+        return _record(self, super().__call__(x))
+
+
+class BatchNorm(nnx.Module):
+    """Batch normalisation over NHWC features, statistics always in float32.
+
+    `group_size=None` computes batch statistics over the whole batch. `group_size=N` splits the
+    batch into consecutive groups of N examples and normalises each group with its own moments,
+    as the TF references do per replica; the running statistics move towards the mean of the
+    group moments. Running stats: `new = momentum * old + (1 - momentum) * batch` (Keras/TF
+    convention). `use_running_average` is switched by `model.train()` / `model.eval()`.
+    """
+
+    def __init__(self, num_features: int, *, momentum: float = 0.99, epsilon: float = 1e-3,
+                 group_size: int | None = None, dtype=jnp.float32,
+                 use_running_average: bool = False):
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.group_size = group_size
+        self.dtype = dtype
+        self.use_running_average = use_running_average
+
+    def __call__(self, x):
+        return _record(self, self._normalize(x))
+
+    def _normalize(self, x):
+        x32 = x.astype(jnp.float32)
+        if self.use_running_average:
+            mean, var = self.mean.value, self.var.value
+        elif self.group_size is None:
+            axes = tuple(range(x.ndim - 1))
+            mean = x32.mean(axis=axes)
+            var = jnp.square(x32 - mean).mean(axis=axes)
+            self._update(mean, var)
+        else:
+            batch = x.shape[0]
+            if batch % self.group_size:
+                raise FlaxnetsError(
+                    f"batch size {batch} is not a multiple of bn_group_size {self.group_size}"
+                )
+            groups = x32.reshape((batch // self.group_size, self.group_size) + x.shape[1:])
+            axes = tuple(range(1, groups.ndim - 1))
+            mean = groups.mean(axis=axes, keepdims=True)
+            var = jnp.square(groups - mean).mean(axis=axes, keepdims=True)
+            self._update(mean.reshape(-1, x.shape[-1]).mean(0), var.reshape(-1, x.shape[-1]).mean(0))
+            y = (groups - mean) * jax.lax.rsqrt(var + self.epsilon)
+            y = y.reshape(x.shape) * self.scale.value + self.bias.value
+            return y.astype(self.dtype)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale.value + self.bias.value
+        return y.astype(self.dtype)
+
+    def _update(self, mean, var):
+        m = self.momentum
+        self.mean.value = m * self.mean.value + (1.0 - m) * mean
+        self.var.value = m * self.var.value + (1.0 - m) * var
+
+
+class SqueezeExcite(nnx.Module):
+    """Squeeze-excite: global average pool (float32), 1x1 conv + activation, 1x1 conv + gate,
+    then scale the input channels. Both 1x1 convs have a bias, as in the references."""
+
+    def __init__(self, channels: int, se_channels: int, *, activation: str, gate: str,
+                 kernel_init: Callable, dtype=jnp.float32, rngs: nnx.Rngs):
+        self.reduce = Conv2d(channels, se_channels, 1, use_bias=True, kernel_init=kernel_init,
+                             dtype=dtype, rngs=rngs)
+        self.expand = Conv2d(se_channels, channels, 1, use_bias=True, kernel_init=kernel_init,
+                             dtype=dtype, rngs=rngs)
+        self.activation = activation
+        self.gate = gate
+        self.dtype = dtype
+
+    def __call__(self, x):
+        s = x.astype(jnp.float32).mean(axis=(1, 2), keepdims=True).astype(self.dtype)
+        s = ACTIVATIONS[self.activation](self.reduce(s))
+        s = GATES[self.gate](self.expand(s))
+        return x * s
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round `value` to the nearest multiple of `divisor` (at least `min_value`), never going
+    down by more than 10%: the TF-slim / Keras `_make_divisible` / `_depth` rule."""
+    min_value = divisor if min_value is None else min_value
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < 0.9 * value:
+        new_value += divisor
+    return int(new_value)
+
+
+def round_channels(channels: float, multiplier: float = 1.0, divisor: int = 8) -> int:
+    """Width scaling: `channels * multiplier` rounded with `make_divisible`."""
+    return make_divisible(channels * multiplier, divisor)
+
+
+def round_repeats(repeats: int, multiplier: float = 1.0) -> int:
+    """Depth scaling: `ceil(repeats * multiplier)` (EfficientNet's rule)."""
+    return int(math.ceil(repeats * multiplier))

@@ -1,0 +1,149 @@
+"""The model zoo: one `ModelSpec` per registry name, and `create_model`."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from flax import nnx
+
+from flaxnets.errors import FlaxnetsError
+from flaxnets.models import efficientnet, mobilenet_v2, mobilenet_v3
+from flaxnets.models.blocks import Architecture, ConvNet, Knobs
+
+_FAMILIES = {
+    "mobilenet_v3": mobilenet_v3.architecture,
+    "efficientnet": efficientnet.architecture,
+    "mobilenet_v2": mobilenet_v2.architecture,
+}
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its family builder's arguments and its defaults.
+
+    mean/std are on the 0-255 scale; `crop_fraction` is the eval centre-crop fraction;
+    `published_macs` is the source's multiply-add figure as printed ("219M", "0.39B"), whose
+    digits give its precision; `published_top1` is the source's ImageNet top-1 (%), or None.
+    """
+
+    name: str
+    family: str
+    family_args: dict[str, Any]
+    resolution: int
+    crop_fraction: float
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    dropout_rate: float
+    published_top1: float | None
+    published_macs: str | None = None
+    stochastic_depth_rate: float = 0.0
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+    kernel_init: str = "tf_tpu"
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def architecture(self) -> Architecture:
+        """The family table and scaling rules this name builds."""
+        return _FAMILIES[self.family](**self.family_args)
+
+    def knobs(self, num_classes: int = 1000, **overrides) -> Knobs:
+        """The creation knobs: this spec's defaults with `overrides` applied."""
+        base = Knobs(num_classes=num_classes, bn_momentum=self.bn_momentum,
+                     bn_epsilon=self.bn_epsilon, dropout_rate=self.dropout_rate,
+                     stochastic_depth_rate=self.stochastic_depth_rate,
+                     kernel_init=self.kernel_init)
+        return base.replace(**overrides).check()
+
+
+def _mobilenet(name, family, args, top1, macs=None):
+    # TF-Vision MobileNet defaults: inputs scaled to [-1, 1], crop 0.875, bilinear.
+    return ModelSpec(name, family, args, 224, 0.875, "bilinear", (127.5,) * 3, (127.5,) * 3,
+                     0.2, top1, macs, kernel_init="tf_vision")
+
+
+def _efficientnet(variant, top1, macs=None):
+    _, _, res, dropout = efficientnet.SCALING[variant]
+    lite = variant.startswith("lite")
+    # TF-TPU: EfficientNet uses ImageNet mean/std; Lite uses mean 127, std 128.
+    mean, std = ((127.0,) * 3, (128.0,) * 3) if lite else (IMAGENET_MEAN, IMAGENET_STD)
+    return ModelSpec(f"efficientnet_{variant}", "efficientnet", {"variant": variant}, res,
+                     res / (res + 32), "bicubic", mean, std, dropout, top1, macs,
+                     stochastic_depth_rate=0.2, kernel_init="tf_tpu")
+
+
+_SPECS = [
+    # Top-1 and MACs: MobileNetV3 paper (Table 3); minimal variants from the TF-slim/Keras table.
+    _mobilenet("mobilenet_v3_large", "mobilenet_v3", {"size": "large"}, 75.2, "219M"),
+    _mobilenet("mobilenet_v3_large_075", "mobilenet_v3", {"size": "large", "width": 0.75},
+               73.3, "155M"),
+    _mobilenet("mobilenet_v3_large_minimal", "mobilenet_v3", {"size": "large", "minimal": True},
+               72.3, "209M"),
+    _mobilenet("mobilenet_v3_small", "mobilenet_v3", {"size": "small"}, 67.4, "56M"),
+    _mobilenet("mobilenet_v3_small_075", "mobilenet_v3", {"size": "small", "width": 0.75},
+               65.4, "44M"),
+    _mobilenet("mobilenet_v3_small_minimal", "mobilenet_v3", {"size": "small", "minimal": True},
+               61.9),
+    # MobileNetV2 paper (Table 4).
+    _mobilenet("mobilenet_v2", "mobilenet_v2", {}, 72.0, "300M"),
+    # Top-1 and MACs: EfficientNet paper (Table 2).
+    _efficientnet("b0", 77.1, "0.39B"),
+    _efficientnet("b1", 79.1, "0.70B"),
+    _efficientnet("b2", 80.1, "1.0B"),
+    _efficientnet("b3", 81.6, "1.8B"),
+    _efficientnet("b4", 82.9, "4.2B"),
+    _efficientnet("b5", 83.6, "9.9B"),
+    _efficientnet("b6", 84.0, "19B"),
+    _efficientnet("b7", 84.3, "37B"),
+    _efficientnet("lite0", None),
+    _efficientnet("lite1", None),
+    _efficientnet("lite2", None),
+    _efficientnet("lite3", None),
+    _efficientnet("lite4", None),
+]
+REGISTRY: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+OVERRIDES = tuple(f.name for f in dataclasses.fields(Knobs) if f.name != "num_classes")
+
+
+def _unknown(kind: str, value: str, valid) -> FlaxnetsError:
+    close = difflib.get_close_matches(value, list(valid), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return FlaxnetsError(f"unknown {kind} {value!r}{hint}; expected one of {', '.join(valid)}")
+
+
+def list_models() -> list[str]:
+    """Every registry name, in zoo order."""
+    return list(REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The `ModelSpec` registered as `name`; FlaxnetsError (with a suggestion) if unknown."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise _unknown("model", name, REGISTRY) from None
+
+
+def create_model(name: str, *, num_classes: int = 1000, rngs: nnx.Rngs | None = None,
+                 **overrides) -> nnx.Module:
+    """Build the registered model `name` with freshly initialised parameters.
+
+    Overrides (defaults from the spec): bn_momentum, bn_epsilon, dropout_rate,
+    stochastic_depth_rate, activation ("relu" | "relu6" | "hard_swish" | "swish": replaces
+    every table activation, squeeze-excite's inner one included, but not its sigmoid gate),
+    kernel_init ("tf_tpu" | "tf_vision" | "flax"), dtype (compute dtype; parameters stay
+    float32), padding ("same" = TF SAME | "symmetric" = k//2 on each side), bn_group_size
+    (None: BN statistics over the whole batch; N: per group of N examples).
+    `rngs` defaults to `nnx.Rngs(0)`. The model starts in train mode.
+    """
+    spec = get_spec(name)
+    for key in overrides:
+        if key not in OVERRIDES:
+            raise _unknown("override", key, OVERRIDES)
+    knobs = spec.knobs(num_classes=num_classes, **overrides)
+    return ConvNet(spec.architecture(), knobs, rngs=rngs if rngs is not None else nnx.Rngs(0))
