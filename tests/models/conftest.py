@@ -17,7 +17,9 @@ def random_model(name, seed=0, **overrides):
     rng = np.random.default_rng(seed)
 
     def fill(path, leaf):
-        shape, last = leaf.shape, path[-1].key if hasattr(path[-1], "key") else str(path[-1])
+        shape = leaf.shape
+        # Variables flatten to (..., DictKey(name), GetAttrKey('value')).
+        last = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)][-1]
         if last == "kernel":
             fan_in = int(np.prod(shape[:-1]))
             return rng.normal(0, 1 / np.sqrt(fan_in), shape).astype(np.float32)
@@ -25,7 +27,7 @@ def random_model(name, seed=0, **overrides):
             return rng.uniform(0.5, 1.5, shape).astype(np.float32)
         if last in ("bias", "mean"):
             return rng.normal(0, 0.1, shape).astype(np.float32)
-        return np.zeros(shape, leaf.dtype)
+        raise AssertionError(f"random_model: unexpected leaf {path}")
 
     state = jax.tree_util.tree_map_with_path(fill, state)
     return nnx.merge(graphdef, state)
