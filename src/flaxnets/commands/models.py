@@ -1,0 +1,41 @@
+"""`flaxnets models`: the model zoo table."""
+
+NAME = "models"
+HELP = "List the model zoo: parameters, MACs and resolution per model."
+
+
+def add_arguments(parser):
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+
+
+def _human(n: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
+
+
+def run(args) -> int:
+    import json
+
+    from flaxnets.models import count_macs, count_params, get_spec, list_models
+
+    rows = []
+    for name in list_models():
+        spec = get_spec(name)
+        rows.append({
+            "name": name, "params": count_params(name), "macs": count_macs(name),
+            "resolution": spec.resolution, "published_top1": spec.published_top1,
+            "published_macs": spec.published_macs, "crop_fraction": round(spec.crop_fraction, 4),
+            "interpolation": spec.interpolation,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'model':<28}{'params':>12}{'MACs':>10}{'res':>6}{'top-1':>8}")
+    for r in rows:
+        top1 = "-" if r["published_top1"] is None else f"{r['published_top1']:.1f}"
+        print(f"{r['name']:<28}{r['params']:>12,}{_human(r['macs']):>10}{r['resolution']:>6}"
+              f"{top1:>8}")
+    print("MACs: multiply-accumulates per image at the default resolution (conv + dense).")
+    return 0
