@@ -2,11 +2,13 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from flaxnets.models import count_params, get_spec, list_models, param_kinds
 
 
+@pytest.mark.slow
 def test_forward_eval_and_train_shapes_and_dtype(make_model):
     model = make_model("mobilenet_v3_small", num_classes=10)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
