@@ -115,6 +115,9 @@ class OptimizerConfig:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
+    #: Add eps to the un-corrected sqrt(v) as TF/Keras Adam does ("epsilon hat") instead of after
+    #: bias correction as optax does.
+    adam_epsilon_hat: bool = False
     # RMSProp with TF1 semantics: eps inside the square root, accumulator starts at
     # `rmsprop_initial_accumulator`, the learning rate inside the momentum accumulator.
     rmsprop_decay: float = 0.9
