@@ -55,7 +55,7 @@ def test_tf_tpu_fallback_uses_the_padded_centre_crop():
 def test_center_crop_formula_matches_tf_tpu():
     # padded_center_crop_size = int(224 / (224 + 32) * min(h, w)); offset = (h - crop + 1) // 2
     assert center_crop_window(375, 500, 224 / 256) == (24, 86, 328, 328)
-    assert center_crop_window(500, 333, 0.875) == (105, 0, 291, 291)
+    assert center_crop_window(500, 333, 0.875) == (105, 21, 291, 291)
     assert center_crop_window(300, 300, 1.0) == (0, 0, 300, 300)
 
 
