@@ -126,9 +126,8 @@ def resize(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
         raise ValueError(f"interpolation {interpolation!r}: expected one of {sorted(INTERPOLATIONS)}")
     if image.shape[0] == size and image.shape[1] == size:
         return np.ascontiguousarray(image)
-    return cv2.resize(
-        np.ascontiguousarray(image), (size, size), interpolation=INTERPOLATIONS[interpolation]
-    )
+    # A crop (row/column slice) is a valid OpenCV ROI: no copy needed.
+    return cv2.resize(image, (size, size), interpolation=INTERPOLATIONS[interpolation])
 
 
 def train_transform(
@@ -157,9 +156,9 @@ def train_transform(
     image = decode_crop(data, window, (image_size_px, image_size_px), fast=fast_decode)
     image = resize(image, image_size_px, interpolation)
     if rng.random() < 0.5:
-        image = image[:, ::-1]
+        image = cv2.flip(image, 1)
     if augment is not None:
-        image = augment(np.ascontiguousarray(image), rng)
+        image = augment(image, rng)
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
