@@ -32,7 +32,10 @@ OP_CASES = {
     "autocontrast": lambda x: augment.autocontrast(x),
     "equalize": lambda x: augment.equalize(x),
     "invert": lambda x: augment.invert(x),
-    **{f"posterize_{b}": (lambda b: lambda x: augment.posterize(x, b))(b) for b in (0, 2, 4, 6, 8, 9)},
+    **{
+        f"posterize_{b}": (lambda b: lambda x: augment.posterize(x, b))(b)
+        for b in (0, 2, 4, 6, 8, 9)
+    },
     **{
         f"solarize_{t}": (lambda t: lambda x: augment.solarize(x, t))(t)
         for t in (0, 51, 128, 204, 256, 384)

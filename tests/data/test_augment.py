@@ -41,7 +41,7 @@ def test_op_matches_tf_vision_golden(key):
     assert out.dtype == np.uint8 and out.shape == expected.shape
     diff = np.abs(out.astype(np.int16) - expected.astype(np.int16))
     assert diff.mean() <= 1.0
-    assert np.array_equal(out, expected), f"{np.count_nonzero(diff)} pixels differ, max {diff.max()}"
+    assert np.array_equal(out, expected), f"{np.count_nonzero(diff)} differ, max {diff.max()}"
 
 
 def test_goldens_cover_every_randaugment_op():
