@@ -1,0 +1,162 @@
+"""Train-transform throughput with RandAugment, one core: flaxnets vs TF-Vision in tf.data.
+
+Both sides decode the same ~500x375 q90 JPEGs (made from scikit-image's sample photos), take an
+Inception-style random crop (area 0.08-1, aspect 3/4-4/3), resize it bilinearly to 224x224, flip
+at random and apply RandAugment(num_layers=2, magnitude=15):
+
+* flaxnets: OpenCV decode + crop + resize, `flaxnets.data.augment.RandAugment`, one thread;
+* TF-Vision: `tf.image.sample_distorted_bounding_box` + `decode_and_crop_jpeg` + resize + flip +
+  `official.vision.ops.augment.RandAugment` in a tf.data map, one thread (inter/intra-op and
+  the private thread pool set to 1), run by `--tf-python` as a subprocess in the same run.
+
+    PYTHONPATH=src python benchmarks/bench_augment.py --tf-python /path/to/tfvenv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZE = 224
+
+TF_SCRIPT = r"""
+import json, os, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+tf.config.threading.set_inter_op_parallelism_threads(1)
+tf.config.threading.set_intra_op_parallelism_threads(1)
+from official.vision.ops import augment
+files, count, warmup, size = json.loads(sys.argv[1])
+augmenter = augment.RandAugment(num_layers=2, magnitude=15)
+
+def transform(data):
+    shape = tf.image.extract_jpeg_shape(data)
+    begin, window, _ = tf.image.sample_distorted_bounding_box(
+        shape, tf.zeros([0, 0, 4]), min_object_covered=0.08, aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
+    y, x, _ = tf.unstack(begin)
+    h, w, _ = tf.unstack(window)
+    image = tf.image.decode_and_crop_jpeg(data, tf.stack([y, x, h, w]), channels=3)
+    image = tf.image.resize(image, [size, size], method="bilinear")
+    image = tf.image.random_flip_left_right(image)
+    return augmenter.distort(tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8))
+
+blobs = [open(f, "rb").read() for f in files]
+options = tf.data.Options()
+options.threading.private_threadpool_size = 1
+options.threading.max_intra_op_parallelism = 1
+ds = (tf.data.Dataset.from_tensor_slices(blobs).repeat()
+      .map(transform, num_parallel_calls=1).with_options(options))
+it = iter(ds)
+for _ in range(warmup):
+    next(it)
+start = time.perf_counter()
+for _ in range(count):
+    next(it)
+print(json.dumps({"images_per_s": count / (time.perf_counter() - start)}))
+"""
+
+
+def make_jpegs(folder: Path, count: int) -> list[str]:
+    """Write `count` 500x375 q90 JPEGs: random crops of the scikit-image sample photos."""
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    rng = np.random.default_rng(0)
+    photos = [skimage.data.chelsea(), skimage.data.astronaut(), skimage.data.coffee(),
+              skimage.data.rocket()]
+    files = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        ch, cw = int(h * rng.uniform(0.7, 1.0)), int(w * rng.uniform(0.7, 1.0))
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        image = cv2.resize(photo[y : y + ch, x : x + cw], (500, 375), interpolation=cv2.INTER_AREA)
+        path = folder / f"{i:03d}.jpg"
+        cv2.imwrite(str(path), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        files.append(str(path))
+    return files
+
+
+def random_crop_window(height, width, rng):
+    """Inception-style crop: area 0.08-1, aspect 3/4-4/3, 10 attempts, else the whole image."""
+    import math
+
+    for _ in range(10):
+        area = height * width * rng.uniform(0.08, 1.0)
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w, h = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    return 0, 0, height, width
+
+
+def bench_flaxnets(files: list[str], count: int, warmup: int) -> float:
+    import cv2
+    import numpy as np
+
+    from flaxnets.data.augment import RandAugment
+
+    cv2.setNumThreads(1)
+    augment = RandAugment(num_layers=2, magnitude=15)
+    blobs = [np.frombuffer(Path(f).read_bytes(), np.uint8) for f in files]
+    rng = np.random.default_rng(0)
+
+    def one(data):
+        image = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        y, x, h, w = random_crop_window(*image.shape[:2], rng)
+        crop = image[y : y + h, x : x + w]
+        image = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+        if rng.random() < 0.5:
+            image = np.ascontiguousarray(image[:, ::-1])
+        return augment(image, rng)
+
+    for i in range(warmup):
+        one(blobs[i % len(blobs)])
+    start = time.perf_counter()
+    for i in range(count):
+        one(blobs[i % len(blobs)])
+    return count / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tf-python", required=True, help="a Python with tf-models-official")
+    parser.add_argument("--images", type=int, default=300, help="timed images per side")
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--files", type=int, default=32, help="distinct JPEG files")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_jpegs(Path(tmp), args.files)
+        ours = bench_flaxnets(files, args.images, args.warmup)
+        payload = json.dumps([files, args.images, args.warmup, SIZE])
+        result = subprocess.run(
+            [args.tf_python, "-c", TF_SCRIPT, payload],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        )
+        if result.returncode != 0:
+            print(result.stderr[-3000:], file=sys.stderr)
+            return 1
+        theirs = json.loads(result.stdout.strip().splitlines()[-1])["images_per_s"]
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f}; date {datetime.date.today()}")
+    print(f"decode + random crop + resize {SIZE} + flip + RandAugment(2, 15), one core, "
+          f"{args.images} images, {args.files} files 500x375 q90")
+    print(f"flaxnets (NumPy + OpenCV): {ours:8.1f} images/s")
+    print(f"TF-Vision (tf.data):       {theirs:8.1f} images/s")
+    print(f"ratio flaxnets / TF-Vision: {ours / theirs:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,639 @@
+"""AutoAugment, RandAugment and RandomErasing on the host (NumPy + OpenCV), TF-Vision semantics.
+
+The reference recipes were tuned with ``official.vision.ops.augment`` (TF Model Garden). Every op
+here reproduces that module's arithmetic, checked op by op against golden outputs generated with
+it (tools/make_augment_goldens.py, tests/data/test_augment.py). Behaviours of the reference that
+are easy to get wrong, all reproduced on purpose:
+
+* Rotate / ShearX / ShearY / TranslateX / TranslateY sample with nearest-neighbour
+  interpolation and **reflect** the image at its borders (``transform``'s default
+  ``fill_mode="reflect"``); the grey ``replace`` value (128) the policies pass is never used by
+  them, because the wrap/unwrap alpha channel is reflected too. Only Cutout fills with 128.
+* Solarize compares against the threshold cast to uint8, so the threshold wraps modulo 256:
+  ``int(level / 10 * 256)`` is 256 (everything inverted) at level 10 and 128 at level 15.
+* Posterize shifts by ``8 - bits`` cast to uint8 and clamped to 7 bits, so 0 bits (AutoAugment
+  v0's ``('Posterize', 0.8, 2)``) keeps only the top bit.
+* Contrast is ``tf.image.adjust_contrast``: the mean of each channel (not of a greyscale
+  histogram, as in the older TF-TPU autoaugment), computed in float32 by pairwise folding.
+* Blends (Color, Brightness, Sharpness) truncate towards zero, not round.
+* Sharpness smooths with PIL's 3x3 kernel / 13, keeps the one-pixel border, and sums in float32
+  row by row like TF's depthwise convolution, so ties fall the same way.
+* ``magnitude_std > 0`` adds one N(0, 1) draw (not scaled by ``magnitude_std``) to the
+  magnitude and clips it to [0, 10]; TF-Vision does exactly this (and only in eager mode, since
+  ``int()`` of a traced level fails inside tf.data).
+
+Random draws come from a ``numpy.random.Generator``: the distributions match TF-Vision, not its
+exact random streams.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+MAX_LEVEL = 10.0
+# TF-Vision's `replace_value = [128] * 3`; only Cutout ends up using it (see module docstring).
+REPLACE_VALUE = 128
+
+_VALUES = np.arange(256, dtype=np.int64)
+_F32 = np.float32
+
+
+def _lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Apply a 256-entry table (shared, or one column per channel) with OpenCV."""
+    table = np.ascontiguousarray(table, dtype=np.uint8)
+    if table.ndim == 2:  # (256, 3): one table per channel
+        table = table.reshape(1, 256, 3)
+    return cv2.LUT(np.ascontiguousarray(image), table)
+
+
+@functools.lru_cache(maxsize=64)
+def _brightness_table(factor: float) -> np.ndarray:
+    """TF-Vision `blend(zeros, image, factor)` as a 256-entry table (float32, truncating)."""
+    if factor == 0.0:
+        return np.zeros(256, np.uint8)
+    if factor == 1.0:
+        return _VALUES.astype(np.uint8)
+    temp = _F32(factor) * _VALUES.astype(_F32)
+    if not 0.0 < factor < 1.0:
+        temp = np.clip(temp, 0.0, 255.0)
+    return temp.astype(np.uint8)
+
+
+def blend(image1: np.ndarray, image2: np.ndarray, factor: float) -> np.ndarray:
+    """TF-Vision `blend`: image1 + factor * (image2 - image1) in float32, truncated to uint8.
+
+    Factors outside (0, 1) extrapolate and are clipped to [0, 255] first.
+    """
+    if factor == 0.0:
+        return image1
+    if factor == 1.0:
+        return image2
+    base = image1.astype(_F32)
+    temp = image2.astype(_F32)
+    temp -= base
+    temp *= _F32(factor)
+    temp += base
+    if not 0.0 < factor < 1.0:
+        np.clip(temp, 0.0, 255.0, out=temp)
+    return temp.astype(np.uint8)
+
+
+def autocontrast(image: np.ndarray) -> np.ndarray:
+    """Stretch each channel so its minimum maps to 0 and its maximum to 255 (float32, truncated)."""
+    tables = np.empty((256, 3), np.uint8)
+    for c in range(3):
+        lo, hi = cv2.minMaxLoc(np.ascontiguousarray(image[..., c]))[:2]
+        if hi > lo:
+            scale = _F32(255.0) / (_F32(hi) - _F32(lo))
+            offset = -_F32(lo) * scale
+            scaled = _VALUES.astype(_F32) * scale + offset
+            tables[:, c] = np.clip(scaled, 0.0, 255.0).astype(np.uint8)
+        else:
+            tables[:, c] = _VALUES
+    return _lut(image, tables)
+
+
+def equalize(image: np.ndarray) -> np.ndarray:
+    """PIL-style histogram equalisation per channel (TF-Vision's integer LUT arithmetic)."""
+    tables = np.empty((256, 3), np.uint8)
+    for c in range(3):
+        histo = cv2.calcHist([image], [c], None, [256], [0, 256]).ravel().astype(np.int64)
+        nonzero = histo[histo != 0]
+        step = (nonzero.sum() - nonzero[-1]) // 255
+        if step == 0:
+            tables[:, c] = _VALUES
+            continue
+        lut = (np.cumsum(histo) + step // 2) // step
+        tables[:, c] = np.clip(np.concatenate([[0], lut[:-1]]), 0, 255)
+    return _lut(image, tables)
+
+
+def invert(image: np.ndarray) -> np.ndarray:
+    """255 - image."""
+    return cv2.bitwise_not(np.ascontiguousarray(image))
+
+
+@functools.lru_cache(maxsize=64)
+def _posterize_table(bits: int) -> np.ndarray:
+    shift = min((8 - bits) % 256, 7)
+    return ((_VALUES >> shift) << shift).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _solarize_add_table(addition: int, threshold: int) -> np.ndarray:
+    added = np.clip(_VALUES + addition, 0, 255)
+    return np.where(_VALUES < threshold % 256, added, _VALUES).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _solarize_table(threshold: int) -> np.ndarray:
+    return np.where(_VALUES < threshold % 256, _VALUES, 255 - _VALUES).astype(np.uint8)
+
+
+def posterize(image: np.ndarray, bits: int) -> np.ndarray:
+    """Keep the top `bits` bits; the shift `8 - bits` wraps as uint8 and is clamped to 7 like TF."""
+    return _lut(image, _posterize_table(int(bits)))
+
+
+def solarize(image: np.ndarray, threshold: int) -> np.ndarray:
+    """Invert pixels >= threshold; the threshold is cast to uint8 (wraps modulo 256) like TF."""
+    return _lut(image, _solarize_table(int(threshold)))
+
+
+def solarize_add(image: np.ndarray, addition: int, threshold: int = 128) -> np.ndarray:
+    """Add `addition` (clipped to [0, 255]) to pixels below `threshold` (cast to uint8 like TF)."""
+    return _lut(image, _solarize_add_table(int(addition), int(threshold)))
+
+
+_GRAY_PRODUCTS = (
+    (_VALUES.astype(_F32) * _F32(1.0 / 255.0))[:, None] * np.array([0.2989, 0.587, 0.114], _F32)
+).reshape(1, 256, 3)
+
+
+def _lut_float(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Per-channel float32 table lookup."""
+    return cv2.LUT(np.ascontiguousarray(image), table)
+
+
+def grayscale(image: np.ndarray) -> np.ndarray:
+    """`tf.image.rgb_to_grayscale` on uint8: float32 weights, then x * 255.5 truncated; HxWx1."""
+    # Each weighted term depends on one channel only: look the float32 products up, then sum in
+    # TF's order (r + g) + b.
+    red, green, blue = cv2.split(_lut_float(image, _GRAY_PRODUCTS))
+    gray = cv2.add(cv2.add(red, green), blue)
+    gray *= _F32(255.5)
+    return gray.astype(np.uint8)[..., None]
+
+
+def color(image: np.ndarray, factor: float) -> np.ndarray:
+    """PIL Color: blend the greyscale image towards (or past) the original."""
+    gray = np.broadcast_to(grayscale(image), image.shape)
+    return blend(gray, image, factor)
+
+
+def brightness(image: np.ndarray, factor: float) -> np.ndarray:
+    """PIL Brightness: blend black towards (or past) the image; a table lookup."""
+    return _lut(image, _brightness_table(float(factor)))
+
+
+def _channel_means(image: np.ndarray) -> np.ndarray:
+    """Per-channel mean of image / 255 exactly as TF's AdjustContrastv2 computes it in float32.
+
+    The kernel folds the flattened pixel plane in half repeatedly (left half + right half, the
+    odd middle element carried) until one pixel remains, then multiplies by 1 / pixel count.
+    """
+    flat = image.reshape(-1, image.shape[-1]).astype(_F32) * _F32(1.0 / 255.0)
+    size = flat.shape[0]
+    remaining = size
+    first = True
+    while remaining > 1:
+        right = remaining // 2
+        left = remaining - right
+        if first:
+            folded = flat[left : left + right] + flat[:right]
+            if left > right:
+                folded = np.concatenate([folded, flat[right : right + 1]])
+            flat = folded
+            first = False
+        else:
+            flat[:right] += flat[left : left + right]
+            flat = flat[:left]
+        remaining = left
+    return flat[0] * _F32(1.0 / size)
+
+
+def contrast(image: np.ndarray, factor: float) -> np.ndarray:
+    """`tf.image.adjust_contrast`: (x - channel mean) * factor + mean in [0, 1] floats, then
+    x * 255.5 clipped and truncated to uint8; one table per channel."""
+    means = _channel_means(image)
+    values = _VALUES.astype(_F32) * _F32(1.0 / 255.0)
+    tables = np.empty((256, 3), np.uint8)
+    for c in range(3):
+        adjusted = (values - means[c]) * _F32(factor) + means[c]
+        tables[:, c] = np.clip(adjusted * _F32(255.5), 0.0, 255.0).astype(np.uint8)
+    return _lut(image, tables)
+
+
+_SMOOTH_KERNEL = (np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], _F32) / _F32(13.0)).astype(_F32)
+
+
+def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
+    """PIL Sharpness: blend the 3x3-smoothed image (border pixels kept) with the original."""
+    if factor == 1.0:
+        return image
+    image = np.ascontiguousarray(image)
+    height, width = image.shape[:2]
+    # TF sums the nine float32 products of the kernel / 13 and truncates. Off the multiples of
+    # 13 the exact integer sum decides: S // 13. On a multiple the float sum lands within a few
+    # ulp of S / 13 and may truncate one lower, so those pixels are recomputed in TF's row-major
+    # float32 order.
+    total = cv2.boxFilter(image, cv2.CV_16S, (3, 3), normalize=False)[1:-1, 1:-1]
+    total += image[1:-1, 1:-1].astype(np.int16) << 2  # centre weight 5 = 1 + 4
+    quotient = total // 13
+    smooth = quotient.astype(np.uint8)
+    ties = np.flatnonzero(total == quotient * 13)  # int16 `%` is slow in NumPy
+    if ties.size:
+        row_len = width * 3
+        y, rest = np.divmod(ties, (width - 2) * 3)
+        corner = y * row_len + rest  # flat index of the window's top-left sample
+        flat = image.reshape(-1)
+        acc = None
+        for dy in range(3):
+            for dx in range(3):
+                term = flat[corner + (dy * row_len + dx * 3)].astype(_F32) * _SMOOTH_KERNEL[dy, dx]
+                acc = term if acc is None else acc + term
+        smooth.reshape(-1)[ties] = acc.astype(np.uint8)
+    degenerate = image.copy()
+    degenerate[1:-1, 1:-1] = smooth
+    return blend(degenerate, image, factor)
+
+
+def _reflect_round(coord: np.ndarray, size: int) -> np.ndarray:
+    """TF's FILL_REFLECT coordinate map (d c b a | a b c d | d c b a) on float32 coordinates,
+    clamped, then std::round (half away from zero); int32 indices."""
+    if size <= 1:
+        return np.zeros(coord.shape, np.int32)
+    coord = coord.copy()
+    period = _F32(2 * size)
+    low = coord < 0
+    if low.any():
+        c = coord[low]
+        c = period * (-c / period).astype(np.int64).astype(_F32) + c
+        coord[low] = np.where(c < -size, c + period, -c - _F32(1.0))
+    high = coord > size - 1
+    if high.any():
+        c = coord[high]
+        c -= period * (c / period).astype(np.int64).astype(_F32)
+        coord[high] = np.where(c >= size, period - c - _F32(1.0), c)
+    np.clip(coord, 0, size - 1, out=coord)
+    index = np.floor(coord)
+    index += (coord - index) >= 0.5
+    return index.astype(np.int32)
+
+
+def _warp(image: np.ndarray, matrix: Sequence[float]) -> np.ndarray:
+    """TF `transform` with its defaults: `matrix` [a0, a1, a2, b0, b1, b2] maps output (x, y) to
+    input (a0 x + a1 y + a2, b0 x + b1 y + b2) in float32, reflect at the borders, nearest
+    neighbour (std::round). Coordinates are computed like TF's kernel, so ties round the same;
+    OpenCV's fixed-point warpAffine rounds exact halves differently (shears hit many)."""
+    height, width = image.shape[:2]
+    a0, a1, a2, b0, b1, b2 = (_F32(v) for v in matrix)
+    xs = np.arange(width, dtype=_F32)[None, :]
+    ys = np.arange(height, dtype=_F32)[:, None]
+    # A zero coefficient adds an exact zero, so skipping it keeps the arrays one-dimensional.
+    in_x = a0 * xs if a1 == 0 else a0 * xs + a1 * ys
+    in_y = b1 * ys if b0 == 0 else b0 * xs + b1 * ys
+    coords = np.empty((height, width, 2), np.int16)
+    coords[..., 0] = _reflect_round(in_x + a2, width)
+    coords[..., 1] = _reflect_round(in_y + b2, height)
+    # Integer maps: OpenCV only gathers, all rounding was done above.
+    return cv2.remap(np.ascontiguousarray(image), coords, None, cv2.INTER_NEAREST)
+
+
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate about the image centre by `degrees` (TF-Vision `wrapped_rotate`)."""
+    radians = _F32(degrees * (math.pi / 180.0))
+    cos, sin = np.cos(radians), np.sin(radians)
+    height, width = _F32(image.shape[0]), _F32(image.shape[1])
+    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / _F32(2.0)
+    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / _F32(2.0)
+    return _warp(image, [cos, -sin, x_offset, sin, cos, y_offset])
+
+
+def shear_x(image: np.ndarray, level: float) -> np.ndarray:
+    """Shear along x: output (x, y) samples input (x + level * y, y)."""
+    return _warp(image, [1.0, _F32(level), 0.0, 0.0, 1.0, 0.0])
+
+
+def shear_y(image: np.ndarray, level: float) -> np.ndarray:
+    """Shear along y: output (x, y) samples input (x, level * x + y)."""
+    return _warp(image, [1.0, 0.0, 0.0, _F32(level), 1.0, 0.0])
+
+
+def translate_x(image: np.ndarray, pixels: float) -> np.ndarray:
+    """Shift the content left by `pixels` (output x samples input x + pixels)."""
+    return _warp(image, [1.0, 0.0, _F32(pixels), 0.0, 1.0, 0.0])
+
+
+def translate_y(image: np.ndarray, pixels: float) -> np.ndarray:
+    """Shift the content up by `pixels` (output y samples input y + pixels)."""
+    return _warp(image, [1.0, 0.0, 0.0, 0.0, 1.0, _F32(pixels)])
+
+
+def cutout_at(
+    image: np.ndarray, center_y: int, center_x: int, pad_size: int, replace: int = REPLACE_VALUE
+) -> np.ndarray:
+    """Fill rows [cy - pad, cy + pad) x columns [cx - pad, cx + pad), clipped, with `replace`."""
+    height, width = image.shape[:2]
+    out = image.copy()
+    out[
+        max(0, center_y - pad_size) : min(height, center_y + pad_size),
+        max(0, center_x - pad_size) : min(width, center_x + pad_size),
+    ] = replace
+    return out
+
+
+def cutout(
+    image: np.ndarray, pad_size: int, replace: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Cutout with a centre drawn uniformly over the whole image (`cutout_at`)."""
+    center_y = int(rng.integers(image.shape[0]))
+    center_x = int(rng.integers(image.shape[1]))
+    return cutout_at(image, center_y, center_x, pad_size, replace)
+
+
+# --- magnitude (level) to op arguments, TF-Vision's `level_to_arg` --------------------------
+
+
+def _mult(level: float, multiplier: float) -> int:
+    return int((level / MAX_LEVEL) * multiplier)
+
+
+def _enhance(level: float) -> float:
+    return (level / MAX_LEVEL) * 1.8 + 0.1
+
+
+def level_to_arg(
+    name: str, level: float, *, cutout_const: float, translate_const: float, negate: bool = False
+) -> tuple:
+    """The arguments TF-Vision passes to op `name` at magnitude `level`.
+
+    `negate` is the random sign TF-Vision draws (50/50) for Rotate, ShearX/Y and TranslateX/Y;
+    other ops ignore it.
+    """
+    sign = -1.0 if negate else 1.0
+    if name in ("AutoContrast", "Equalize", "Invert"):
+        return ()
+    if name == "Rotate":
+        return (sign * (level / MAX_LEVEL) * 30.0,)
+    if name == "Posterize":
+        return (_mult(level, 4),)
+    if name == "Solarize":
+        return (_mult(level, 256),)
+    if name == "SolarizeAdd":
+        return (_mult(level, 110),)
+    if name in ("Color", "Contrast", "Brightness", "Sharpness"):
+        return (_enhance(level),)
+    if name in ("ShearX", "ShearY"):
+        return (sign * (level / MAX_LEVEL) * 0.3,)
+    if name in ("TranslateX", "TranslateY"):
+        return (sign * (level / MAX_LEVEL) * float(translate_const),)
+    if name == "Cutout":
+        return (_mult(level, cutout_const),)
+    raise ValueError(f"augmentation op {name!r}: expected one of {sorted(NAME_TO_FUNC)}")
+
+
+NAME_TO_FUNC: dict[str, Callable[..., np.ndarray]] = {
+    "AutoContrast": autocontrast,
+    "Equalize": equalize,
+    "Invert": invert,
+    "Rotate": rotate,
+    "Posterize": posterize,
+    "Solarize": solarize,
+    "SolarizeAdd": solarize_add,
+    "Color": color,
+    "Contrast": contrast,
+    "Brightness": brightness,
+    "Sharpness": sharpness,
+    "ShearX": shear_x,
+    "ShearY": shear_y,
+    "TranslateX": translate_x,
+    "TranslateY": translate_y,
+    "Cutout": cutout,
+}
+
+_SIGNED_OPS = frozenset({"Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"})
+
+
+def apply_op(name: str, image: np.ndarray, args: tuple, rng: np.random.Generator) -> np.ndarray:
+    """Apply op `name` with `args` (from `level_to_arg`); Cutout also draws its centre from rng."""
+    if name == "Cutout":
+        return cutout(image, args[0], REPLACE_VALUE, rng)
+    return NAME_TO_FUNC[name](image, *args)
+
+
+def _sample_args(
+    name: str, level: float, cutout_const: float, translate_const: float, rng: np.random.Generator
+) -> tuple:
+    negate = name in _SIGNED_OPS and rng.random() < 0.5
+    return level_to_arg(
+        name, level, cutout_const=cutout_const, translate_const=translate_const, negate=negate
+    )
+
+
+# --- policies --------------------------------------------------------------------------------
+
+POLICIES: dict[str, list[list[tuple[str, float, int]]]] = {
+    # AutoAugment paper's ImageNet policy as TF-Vision's `policy_v0`.
+    "v0": [
+        [("Equalize", 0.8, 1), ("ShearY", 0.8, 4)],
+        [("Color", 0.4, 9), ("Equalize", 0.6, 3)],
+        [("Color", 0.4, 1), ("Rotate", 0.6, 8)],
+        [("Solarize", 0.8, 3), ("Equalize", 0.4, 7)],
+        [("Solarize", 0.4, 2), ("Solarize", 0.6, 2)],
+        [("Color", 0.2, 0), ("Equalize", 0.8, 8)],
+        [("Equalize", 0.4, 8), ("SolarizeAdd", 0.8, 3)],
+        [("ShearX", 0.2, 9), ("Rotate", 0.6, 8)],
+        [("Color", 0.6, 1), ("Equalize", 1.0, 2)],
+        [("Invert", 0.4, 9), ("Rotate", 0.6, 0)],
+        [("Equalize", 1.0, 9), ("ShearY", 0.6, 3)],
+        [("Color", 0.4, 7), ("Equalize", 0.6, 0)],
+        [("Posterize", 0.4, 6), ("AutoContrast", 0.4, 7)],
+        [("Solarize", 0.6, 8), ("Color", 0.6, 9)],
+        [("Solarize", 0.2, 4), ("Rotate", 0.8, 9)],
+        [("Rotate", 1.0, 7), ("TranslateY", 0.8, 9)],
+        [("ShearX", 0.0, 0), ("Solarize", 0.8, 4)],
+        [("ShearY", 0.8, 0), ("Color", 0.6, 4)],
+        [("Color", 1.0, 0), ("Rotate", 0.6, 2)],
+        [("Equalize", 0.8, 4), ("Equalize", 0.0, 8)],
+        [("Equalize", 1.0, 4), ("AutoContrast", 0.6, 2)],
+        [("ShearY", 0.4, 7), ("SolarizeAdd", 0.6, 7)],
+        [("Posterize", 0.8, 2), ("Solarize", 0.6, 10)],
+        [("Solarize", 0.6, 8), ("Equalize", 0.6, 1)],
+        [("Color", 0.8, 6), ("Rotate", 0.4, 5)],
+    ],
+    # TF-Vision's `policy_simple`: v0 without the geometric ops.
+    "simple": [
+        [("Color", 0.4, 9), ("Equalize", 0.6, 3)],
+        [("Solarize", 0.8, 3), ("Equalize", 0.4, 7)],
+        [("Solarize", 0.4, 2), ("Solarize", 0.6, 2)],
+        [("Color", 0.2, 0), ("Equalize", 0.8, 8)],
+        [("Equalize", 0.4, 8), ("SolarizeAdd", 0.8, 3)],
+        [("Color", 0.6, 1), ("Equalize", 1.0, 2)],
+        [("Color", 0.4, 7), ("Equalize", 0.6, 0)],
+        [("Posterize", 0.4, 6), ("AutoContrast", 0.4, 7)],
+        [("Solarize", 0.6, 8), ("Color", 0.6, 9)],
+        [("Equalize", 0.8, 4), ("Equalize", 0.0, 8)],
+        [("Equalize", 1.0, 4), ("AutoContrast", 0.6, 2)],
+        [("Posterize", 0.8, 2), ("Solarize", 0.6, 10)],
+        [("Solarize", 0.6, 8), ("Equalize", 0.6, 1)],
+    ],
+}
+
+# TF-Vision RandAugment's op list, in its order.
+RANDAUGMENT_OPS = (
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color",
+    "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
+    "Cutout", "SolarizeAdd",
+)  # fmt: skip
+
+
+class AutoAugment:
+    """TF-Vision AutoAugment: one sub-policy drawn uniformly, each of its ops applied with its
+    probability. Callable as `augment(image_uint8_hwc, rng) -> image_uint8_hwc`."""
+
+    def __init__(self, policy: str = "v0", cutout_const: float = 100, translate_const: float = 250):
+        if policy not in POLICIES:
+            raise ValueError(f"AutoAugment policy {policy!r}: expected one of {sorted(POLICIES)}")
+        self.policy = policy
+        self.policies = POLICIES[policy]
+        self.cutout_const = float(cutout_const)
+        self.translate_const = float(translate_const)
+
+    def choose(self, rng: np.random.Generator) -> list[tuple[str, tuple]]:
+        """Draw the ops (name, args) this call applies, in order."""
+        chosen = []
+        for name, prob, level in self.policies[int(rng.integers(len(self.policies)))]:
+            if rng.random() < prob:
+                chosen.append(
+                    (name, _sample_args(name, level, self.cutout_const, self.translate_const, rng))
+                )
+        return chosen
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for name, args in self.choose(rng):
+            image = apply_op(name, image, args, rng)
+        return image
+
+
+class RandAugment:
+    """TF-Vision RandAugment. Callable as `augment(image_uint8_hwc, rng) -> image_uint8_hwc`.
+
+    Each of `num_layers` layers draws one of the ops or identity (len(ops) + 1 equally likely
+    choices); with `prob_to_apply` set, a layer's result is kept with that probability.
+    """
+
+    def __init__(
+        self,
+        num_layers: int = 2,
+        magnitude: float = 10.0,
+        magnitude_std: float = 0.0,
+        prob_to_apply: float | None = None,
+        exclude_ops: Sequence[str] | None = None,
+        cutout_const: float = 40,
+        translate_const: float = 100,
+    ):
+        unknown = sorted(set(exclude_ops or ()) - set(RANDAUGMENT_OPS))
+        if unknown:
+            raise ValueError(f"exclude_ops {unknown}: expected names from {list(RANDAUGMENT_OPS)}")
+        self.num_layers = int(num_layers)
+        self.magnitude = float(magnitude)
+        self.magnitude_std = float(magnitude_std)
+        self.prob_to_apply = None if prob_to_apply is None else float(prob_to_apply)
+        self.ops = [op for op in RANDAUGMENT_OPS if op not in set(exclude_ops or ())]
+        self.cutout_const = float(cutout_const)
+        self.translate_const = float(translate_const)
+
+    def choose(self, rng: np.random.Generator) -> list[tuple[str, tuple]]:
+        """Draw the ops (name, args) this call applies, in order (identity layers left out)."""
+        chosen = []
+        for _ in range(self.num_layers):
+            index = int(rng.integers(len(self.ops) + 1))
+            name = self.ops[index] if index < len(self.ops) else None
+            level = self.magnitude
+            if name is not None and self.magnitude_std > 0:
+                level = float(np.clip(level + rng.standard_normal(), 0.0, MAX_LEVEL))
+            args = (
+                None
+                if name is None
+                else _sample_args(name, level, self.cutout_const, self.translate_const, rng)
+            )
+            if self.prob_to_apply is not None and not rng.random() < self.prob_to_apply:
+                continue
+            if name is not None:
+                chosen.append((name, args))
+        return chosen
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for name, args in self.choose(rng):
+            image = apply_op(name, image, args, rng)
+        return image
+
+
+class RandomErasing:
+    """TF-Vision RandomErasing (after normalisation in its pipeline): with `probability`, erase
+    `count` rectangles of random area and log-uniform aspect with N(0, 1) noise.
+
+    On a float image (already normalised) the noise is written as is, like TF-Vision. On a uint8
+    image give `mean` and `std` (0-255 scale, per channel): the noise is written as
+    round(mean + std * N(0, 1)), clipped, which normalises to the same N(0, 1) up to rounding.
+    TF-Vision's quirks are kept: the count is drawn from [min_count, max_count - min_count] and
+    the rectangle centre from [0, size - 2 * half), so rectangles never reach the bottom/right.
+    """
+
+    def __init__(
+        self,
+        probability: float = 0.25,
+        min_area: float = 0.02,
+        max_area: float = 1 / 3,
+        min_aspect: float = 0.3,
+        max_aspect: float | None = None,
+        min_count: int = 1,
+        max_count: int = 1,
+        trials: int = 10,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ):
+        if (mean is None) != (std is None):
+            raise ValueError("RandomErasing: give both mean and std (0-255 scale) or neither")
+        self.probability = float(probability)
+        self.min_area = float(min_area)
+        self.max_area = float(max_area)
+        self.min_log_aspect = math.log(min_aspect)
+        self.max_log_aspect = math.log(max_aspect or 1 / min_aspect)
+        self.min_count = int(min_count)
+        self.max_count = int(max_count)
+        self.trials = int(trials)
+        self.mean = None if mean is None else np.asarray(mean, np.float32)
+        self.std = None if std is None else np.asarray(std, np.float32)
+
+    def _noise(self, shape: tuple, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.standard_normal(shape, dtype=np.float32)
+        if dtype == np.uint8:
+            return np.clip(np.rint(self.mean + self.std * noise), 0, 255).astype(np.uint8)
+        return noise.astype(dtype)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if image.dtype == np.uint8 and self.mean is None:
+            raise ValueError("RandomErasing on uint8 images needs mean and std (0-255 scale)")
+        if not rng.random() < self.probability:
+            return image
+        if self.min_count == self.max_count:
+            count = self.min_count
+        else:
+            count = int(rng.integers(self.min_count, self.max_count - self.min_count + 1))
+        height, width = image.shape[:2]
+        area = float(height * width)
+        image = image.copy()
+        for _ in range(count):
+            for _ in range(self.trials):
+                erase_area = rng.uniform(area * self.min_area, area * self.max_area)
+                aspect = math.exp(rng.uniform(self.min_log_aspect, self.max_log_aspect))
+                # tf.math.round rounds half to even, like np.round.
+                half_h = int(np.round(math.sqrt(erase_area * aspect) / 2))
+                half_w = int(np.round(math.sqrt(erase_area / aspect) / 2))
+                if 2 * half_h < height and 2 * half_w < width:
+                    cy = int(rng.integers(height - 2 * half_h))
+                    cx = int(rng.integers(width - 2 * half_w))
+                    y0, y1 = max(0, cy - half_h), min(height, cy + half_h)
+                    x0, x1 = max(0, cx - half_w), min(width, cx + half_w)
+                    image[y0:y1, x0:x1] = self._noise(
+                        (y1 - y0, x1 - x0, image.shape[2]), image.dtype, rng
+                    )
+                    break
+        return image
