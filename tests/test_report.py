@@ -48,9 +48,10 @@ def table_rows(markdown):
 
 
 def test_table_rows_percentages_and_best_markers(tmp_path):
+    # The shape of the trainer's resolved Config: the recipe's name at the top level.
     run = write_run(tmp_path / "mnv3", config={
-        "recipe": "mobilenet_v3_large_tfvision", "model": {"name": "mobilenet_v3_large"},
-        "published_top1": 75.7})
+        "name": "mobilenet_v3_large_tfvision", "source": "TF-Vision Model Garden",
+        "model": {"name": "mobilenet_v3_large", "dtype": "bfloat16"}, "published_top1": 75.7})
     path = write_report([run], tmp_path / "out")
     text = path.read_text()
     header, rows = table_rows(text)
@@ -63,7 +64,8 @@ def test_table_rows_percentages_and_best_markers(tmp_path):
     assert "- Best: top-1 74.42%, top-5 92.12% (epoch 3, step 30)" in text
     assert "- Final: top-1 74.09%, top-5 92.00% (epoch 4, step 40)" in text
     assert "- Best (EMA): top-1 61.52%" in text
-    assert "mobilenet_v3_large_tfvision (model mobilenet_v3_large)" in text
+    assert "- Recipe: mobilenet_v3_large_tfvision (model mobilenet_v3_large)" in text
+    assert "- Source: TF-Vision Model Garden" in text
     assert "Published top-1: 75.70%; ours (best) 74.42% (-1.28 points)" in text
 
 

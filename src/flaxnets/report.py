@@ -27,9 +27,10 @@ PLOT_FILES = {
     "learning_rate": "learning_rate.png",
 }
 
-# Keys of config.json searched (at any depth, first match wins) for the recipe's name and
-# its published top-1 / top-5; the trainer writes the resolved Config, whose nesting may vary.
-_RECIPE_KEYS = ("recipe", "recipe_name")
+# Keys of config.json searched (at any depth, first match wins) for the model's name and the
+# recipe's published top-1 / top-5. The recipe's name is the resolved Config's top-level
+# `name` (or a top-level `recipe`).
+_RECIPE_KEYS = ("recipe", "recipe_name", "name")
 _MODEL_KEYS = ("model_name", "model")
 _PUBLISHED_TOP1_KEYS = ("published_top1", "reference_top1", "expected_top1")
 _PUBLISHED_TOP5_KEYS = ("published_top5", "reference_top5", "expected_top5")
@@ -46,6 +47,7 @@ class Run:
     model: str | None = None
     published_top1: float | None = None  # fraction 0-1
     published_top5: float | None = None
+    source: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
@@ -146,13 +148,30 @@ def read_run(workdir: str | os.PathLike, label: str | None = None) -> Run:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise FlaxnetsError(f"{config_path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    recipe = _find_key(config, _RECIPE_KEYS)
-    run.recipe = str(recipe) if recipe is not None else None
+    if isinstance(config, dict):
+        recipe = next((config[k] for k in _RECIPE_KEYS if isinstance(config.get(k), str) and config[k]), None)
+        run.recipe = recipe
+        run.source = config.get("source") if isinstance(config.get("source"), str) else None
     model = _find_key(config, _MODEL_KEYS)
     run.model = str(model) if model is not None else None
     run.published_top1 = _as_fraction(_find_key(config, _PUBLISHED_TOP1_KEYS))
     run.published_top5 = _as_fraction(_find_key(config, _PUBLISHED_TOP5_KEYS))
+    if run.published_top1 is None and run.model:
+        run.published_top1 = _model_published_top1(run.model)
+        if run.published_top1 is not None:
+            run.notes.append(f"published top-1 is {run.model}'s published figure "
+                             "(the recipe states none of its own)")
     return run
+
+
+def _model_published_top1(model: str) -> float | None:
+    """The model registry's published top-1, or None when the registry does not know it."""
+    try:
+        from flaxnets.models import get_spec
+
+        return _as_fraction(getattr(get_spec(model), "published_top1", None))
+    except (ImportError, FlaxnetsError, KeyError, ValueError):
+        return None
 
 
 def _pct(v) -> str:
@@ -220,6 +239,8 @@ def _run_section(run: Run, heading: str) -> list[str]:
     s = _summary(run)
     lines = [f"{heading} {run.label}", "", f"Work directory: `{run.workdir}`", ""]
     lines.append(f"- Recipe: {run.recipe or 'unknown'}" + (f" (model {run.model})" if run.model else ""))
+    if run.source:
+        lines.append(f"- Source: {run.source}")
     if run.published_top1 is not None:
         published = f"- Published top-1: {_pct(run.published_top1)}%"
         if run.published_top5 is not None:
