@@ -1,27 +1,25 @@
 """`flaxnets benchmark model`: the timed step runs and reports what it promises."""
 
-import argparse
 import json
 
 import pytest
 
+from flaxnets.cli import main
 from flaxnets.errors import UsageError
-from flaxnets.train.benchmark import benchmark_model, run
+from flaxnets.train.benchmark import benchmark_model
 
 KEYS = {"images_per_second", "step_time_s", "compile_time_s", "peak_memory_bytes",
         "peak_memory_note", "devices", "backend", "parameters", "batch", "resolution", "mode", "dtype"}
 
 
-def args(**kw):
-    base = dict(name="mobilenet_v3_small", batch=4, resolution=32, mode="train", dtype="float32",
-                steps=2, json=True)
-    return argparse.Namespace(**{**base, **kw})
+TINY = ["benchmark", "model", "mobilenet_v3_small", "--batch", "4", "--resolution", "32",
+        "--dtype", "float32"]
 
 
 @pytest.mark.slow
 def test_train_json_keys_and_values(capsys):
     pytest.importorskip("flaxnets.models")
-    assert run(args()) == 0
+    assert main(TINY + ["--mode", "train", "--steps", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert KEYS <= set(result)
     assert result["mode"] == "train" and result["batch"] == 4 and result["resolution"] == 32
@@ -37,7 +35,7 @@ def test_train_json_keys_and_values(capsys):
 @pytest.mark.slow
 def test_infer_table_output(capsys):
     pytest.importorskip("flaxnets.models")
-    assert run(args(mode="infer", json=False, steps=1)) == 0
+    assert main(TINY + ["--mode", "infer", "--steps", "1"]) == 0
     out = capsys.readouterr().out
     assert "infer / float32" in out and "4 x 32px" in out and "images/s" in out
 

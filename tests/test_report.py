@@ -158,3 +158,16 @@ def test_cli_default_out_and_errors(tmp_path, capsys, monkeypatch):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 1
     assert "metrics.jsonl: no such metrics file" in capsys.readouterr().err
+
+
+def test_bundled_recipe_published_top1_used_when_config_has_none(tmp_path):
+    paper = write_run(tmp_path / "paper", config={
+        "name": "mobilenet_v3_large_paper", "model": {"name": "mobilenet_v3_large"}})
+    mnv4 = write_run(tmp_path / "mnv4", config={
+        "name": "mobilenet_v3_large_mnv4_setup", "model": {"name": "mobilenet_v3_large"}})
+    text = write_report([paper, mnv4], tmp_path / "out").read_text()
+    paper_section = text[text.index("## paper"):text.index("## mnv4")]
+    mnv4_section = text[text.index("## mnv4"):]
+    assert "Published top-1: 75.20%; ours (best) 74.42% (-0.78 points)" in paper_section
+    # No source reports this model with this setup: none is invented from the model's figure.
+    assert "Published top-1: not known for this recipe" in mnv4_section

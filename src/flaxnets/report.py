@@ -27,9 +27,9 @@ PLOT_FILES = {
     "learning_rate": "learning_rate.png",
 }
 
-# Keys of config.json searched (at any depth, first match wins) for the model's name and the
-# recipe's published top-1 / top-5. The recipe's name is the resolved Config's top-level
-# `name` (or a top-level `recipe`).
+# Keys of config.json searched (at any depth, first match wins) for the model's name and a
+# published top-1 / top-5. The recipe's name is the resolved Config's top-level `name` (or a
+# top-level `recipe`); a bundled recipe's PUBLISHED_TOP1 is used when config.json has none.
 _RECIPE_KEYS = ("recipe", "recipe_name", "name")
 _MODEL_KEYS = ("model_name", "model")
 _PUBLISHED_TOP1_KEYS = ("published_top1", "reference_top1", "expected_top1")
@@ -156,12 +156,28 @@ def read_run(workdir: str | os.PathLike, label: str | None = None) -> Run:
     run.model = str(model) if model is not None else None
     run.published_top1 = _as_fraction(_find_key(config, _PUBLISHED_TOP1_KEYS))
     run.published_top5 = _as_fraction(_find_key(config, _PUBLISHED_TOP5_KEYS))
-    if run.published_top1 is None and run.model:
-        run.published_top1 = _model_published_top1(run.model)
-        if run.published_top1 is not None:
-            run.notes.append(f"published top-1 is {run.model}'s published figure "
-                             "(the recipe states none of its own)")
+    if run.published_top1 is None:
+        bundled, published = _recipe_published_top1(run.recipe)
+        run.published_top1 = published
+        if not bundled and run.model:
+            # An unknown (user) recipe: the model's own published figure is the best reference.
+            run.published_top1 = _model_published_top1(run.model)
+            if run.published_top1 is not None:
+                run.notes.append(f"published top-1 is {run.model}'s published figure "
+                                 "(the recipe is not a bundled one)")
     return run
+
+
+def _recipe_published_top1(recipe: str | None) -> tuple[bool, float | None]:
+    """(whether `recipe` is a bundled recipe, its PUBLISHED_TOP1 as a fraction or None)."""
+    try:
+        from flaxnets.recipes import list_recipes, recipe_info
+
+        if recipe not in list_recipes():
+            return False, None
+        return True, _as_fraction(recipe_info(recipe)["published_top1"])
+    except ImportError:
+        return False, None
 
 
 def _model_published_top1(model: str) -> float | None:
