@@ -1,0 +1,52 @@
+"""`flaxnets benchmark model`: the timed step runs and reports what it promises."""
+
+import json
+
+import pytest
+
+from flaxnets.cli import main
+from flaxnets.errors import UsageError
+from flaxnets.train.benchmark import benchmark_model
+
+KEYS = {"images_per_second", "step_time_s", "compile_time_s", "peak_memory_bytes",
+        "peak_memory_note", "devices", "backend", "parameters", "batch", "resolution", "mode", "dtype"}
+
+
+TINY = ["benchmark", "model", "mobilenet_v3_small", "--batch", "4", "--resolution", "32",
+        "--dtype", "float32"]
+
+
+@pytest.mark.slow
+def test_train_json_keys_and_values(capsys):
+    pytest.importorskip("flaxnets.models")
+    assert main(TINY + ["--mode", "train", "--steps", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert KEYS <= set(result)
+    assert result["mode"] == "train" and result["batch"] == 4 and result["resolution"] == 32
+    assert result["devices"] == 4  # the batch of 4 was sharded over conftest's 4 CPU devices
+    assert result["backend"] == "cpu"
+    assert result["parameters"] == 2_542_856  # RECIPES.md's MobileNet v3 Small figure
+    assert result["images_per_second"] > 0 and result["compile_time_s"] > 0
+    assert result["step_time_s"] == pytest.approx(4 / result["images_per_second"])
+    # The CPU backend keeps no memory statistics: None, and the note says so.
+    assert result["peak_memory_bytes"] is None and "cpu" in result["peak_memory_note"]
+
+
+@pytest.mark.slow
+def test_infer_table_output(capsys):
+    pytest.importorskip("flaxnets.models")
+    assert main(TINY + ["--mode", "infer", "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "infer / float32" in out and "4 x 32px" in out and "images/s" in out
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(batch=6), r"--batch 6: expected a positive multiple of the device count 4"),
+    (dict(mode="eval"), r"--mode 'eval'"),
+    (dict(dtype="float16"), r"--dtype 'float16'"),
+    (dict(steps=0), r"--steps 0"),
+])
+def test_bad_settings_are_usage_errors(bad, match):
+    settings = dict(batch=4, resolution=32, mode="train", dtype="float32", steps=2)
+    with pytest.raises(UsageError, match=match):
+        benchmark_model("mobilenet_v3_small", **{**settings, **bad})

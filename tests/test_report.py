@@ -1,0 +1,173 @@
+"""`flaxnets report`: results table, best markers, plots, comparisons and bad input."""
+
+import json
+
+import pytest
+
+from flaxnets.cli import main
+from flaxnets.errors import FlaxnetsError
+from flaxnets.report import PLOT_FILES, read_metrics, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Evaluations at epochs 1..4: raw top-1 peaks at epoch 3, EMA top-1 at epoch 4.
+EVALS = {
+    1: dict(eval_top1=0.40, eval_top5=0.70, eval_ema_top1=0.30, eval_ema_top5=0.60),
+    2: dict(eval_top1=0.60, eval_top5=0.80, eval_ema_top1=0.50, eval_ema_top5=0.75),
+    3: dict(eval_top1=0.7442, eval_top5=0.9212, eval_ema_top1=0.60, eval_ema_top5=0.80),
+    4: dict(eval_top1=0.7409, eval_top5=0.9200, eval_ema_top1=0.6152, eval_ema_top5=0.85),
+}
+
+
+def write_run(workdir, evals=EVALS, config=None, trailer=""):
+    """A work directory with two train-log lines per epoch and an evaluation at each epoch end."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for epoch in sorted(evals):
+        lines.append({"step": epoch * 10 - 5, "epoch": epoch - 0.5, "train_loss": 5.0 / epoch,
+                      "learning_rate": 0.004 / epoch, "images_per_second": 100.0})
+        lines.append({"step": epoch * 10, "epoch": epoch, "train_loss": 4.5 / epoch,
+                      "learning_rate": 0.0035 / epoch, **evals[epoch], "eval_count": 50000})
+    text = "".join(json.dumps(line) + "\n" for line in lines) + trailer
+    (workdir / "metrics.jsonl").write_text(text)
+    if config is not None:
+        (workdir / "config.json").write_text(json.dumps(config))
+    return workdir
+
+
+def table_rows(markdown):
+    """Data rows of the per-run results table (the one whose header starts with Epoch)."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Epoch |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return lines[start], rows
+
+
+def test_table_rows_percentages_and_best_markers(tmp_path):
+    # The shape of the trainer's resolved Config: the recipe's name at the top level.
+    run = write_run(tmp_path / "mnv3", config={
+        "name": "mobilenet_v3_large_tfvision", "source": "TF-Vision Model Garden",
+        "model": {"name": "mobilenet_v3_large", "dtype": "bfloat16"}, "published_top1": 75.7})
+    path = write_report([run], tmp_path / "out")
+    text = path.read_text()
+    header, rows = table_rows(text)
+    assert header == "| Epoch | Step | Top-1 | Top-5 | EMA Top-1 | EMA Top-5 | Images | Note |"
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"]
+    assert rows[2][:6] == ["3", "30", "74.42", "92.12", "60.00", "80.00"]
+    assert rows[0][6] == "50000"
+    notes = {r[0]: r[7] for r in rows}
+    assert notes == {"1": "", "2": "", "3": "best", "4": "best EMA, final"}
+    assert "- Best: top-1 74.42%, top-5 92.12% (epoch 3, step 30)" in text
+    assert "- Final: top-1 74.09%, top-5 92.00% (epoch 4, step 40)" in text
+    assert "- Best (EMA): top-1 61.52%" in text
+    assert "- Recipe: mobilenet_v3_large_tfvision (model mobilenet_v3_large)" in text
+    assert "- Source: TF-Vision Model Garden" in text
+    assert "Published top-1: 75.70%; ours (best) 74.42% (-1.28 points)" in text
+
+
+def test_pngs_written_and_linked(tmp_path):
+    run = write_run(tmp_path / "run")
+    path = write_report([run], tmp_path / "out")
+    text = path.read_text()
+    for name in PLOT_FILES.values():
+        data = (tmp_path / "out" / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE)
+        assert len(data) > 5000  # axes, curves and legend, not an empty canvas
+        assert f"]({name})" in text
+
+
+def test_missing_config_and_missing_values_tolerated(tmp_path):
+    # Raw weights only, one evaluation without top-5: no EMA columns, "-" for the gap.
+    evals = {1: dict(eval_top1=0.5), 2: dict(eval_top1=0.55, eval_top5=0.8)}
+    run = write_run(tmp_path / "run", evals=evals)
+    text = write_report([run], tmp_path / "out").read_text()
+    header, rows = table_rows(text)
+    assert "EMA" not in header
+    assert rows[0] == ["1", "10", "50.00", "-", "50000", ""]
+    assert rows[1][-1] == "best, final"
+    assert "Recipe: unknown" in text
+    assert "no config.json" in text
+
+
+def test_several_workdirs_compared(tmp_path):
+    a = write_run(tmp_path / "a" / "tfvision", config={"recipe": "mobilenet_v3_large_tfvision",
+                                                       "published_top1": 0.757})
+    better = {k: {**v, "eval_top1": v["eval_top1"] + 0.01} for k, v in EVALS.items()}
+    b = write_run(tmp_path / "b" / "paper", evals=better, config={"recipe": "mobilenet_v3_large_paper"})
+    text = write_report([a, b], tmp_path / "out").read_text()
+    comparison = [line for line in text.splitlines() if line.startswith("| tfvision") or line.startswith("| paper")]
+    assert comparison[0].split(" | ")[:4] == ["| tfvision", "mobilenet_v3_large_tfvision", "4", "74.42"]
+    assert comparison[1].split(" | ")[:4] == ["| paper", "mobilenet_v3_large_paper", "4", "75.42"]
+    assert comparison[0].endswith("| 75.70 |")
+    assert "## tfvision" in text and "## paper" in text
+    for name in PLOT_FILES.values():
+        assert (tmp_path / "out" / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_same_named_workdirs_get_distinct_legend_names(tmp_path):
+    a = write_run(tmp_path / "x" / "run")
+    b = write_run(tmp_path / "y" / "run")
+    text = write_report([a, b], tmp_path / "out").read_text()
+    assert "## x/run" in text and "## y/run" in text
+
+
+def test_corrupt_trailing_line_skipped_with_warning(tmp_path):
+    run = write_run(tmp_path / "run", trailer='{"step": 50, "epoch": 5, "train_lo')
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl:9: skipping a corrupt last line"):
+        records = read_metrics(run / "metrics.jsonl")
+    assert len(records) == 8 and records[-1]["step"] == 40
+
+
+def test_corrupt_middle_line_is_an_error_naming_file_and_line(tmp_path):
+    run = write_run(tmp_path / "run")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:-3]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(FlaxnetsError, match=r"metrics\.jsonl:3: not valid JSON"):
+        write_report([run], tmp_path / "out")
+
+
+def test_line_without_epoch_is_an_error(tmp_path):
+    run = write_run(tmp_path / "run")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 99, "train_loss": 1.0}\n{"step": 100, "epoch": 10}\n')
+    with pytest.raises(FlaxnetsError, match=r"metrics\.jsonl:9: missing or non-numeric 'epoch'"):
+        read_metrics(run / "metrics.jsonl")
+
+
+def test_cli_default_out_and_errors(tmp_path, capsys, monkeypatch):
+    run = write_run(tmp_path / "run")
+    assert main(["report", str(run)]) == 0
+    assert (run / "report" / "report.md").is_file()
+    assert (run / "report" / "loss.png").is_file()
+
+    monkeypatch.chdir(tmp_path)
+    other = write_run(tmp_path / "other")
+    assert main(["report", str(run), str(other)]) == 0
+    assert (tmp_path / "report" / "report.md").is_file()
+
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing: no such work directory" in err
+
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 1
+    assert "metrics.jsonl: no such metrics file" in capsys.readouterr().err
+
+
+def test_bundled_recipe_published_top1_used_when_config_has_none(tmp_path):
+    paper = write_run(tmp_path / "paper", config={
+        "name": "mobilenet_v3_large_paper", "model": {"name": "mobilenet_v3_large"}})
+    mnv4 = write_run(tmp_path / "mnv4", config={
+        "name": "mobilenet_v3_large_mnv4_setup", "model": {"name": "mobilenet_v3_large"}})
+    text = write_report([paper, mnv4], tmp_path / "out").read_text()
+    paper_section = text[text.index("## paper"):text.index("## mnv4")]
+    mnv4_section = text[text.index("## mnv4"):]
+    assert "Published top-1: 75.20%; ours (best) 74.42% (-0.78 points)" in paper_section
+    # No source reports this model with this setup: none is invented from the model's figure.
+    assert "Published top-1: not known for this recipe" in mnv4_section
