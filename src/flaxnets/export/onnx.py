@@ -351,3 +351,19 @@ def export_onnx(model, path, *, resolution: int, opset: int = OPSET) -> pathlib.
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(onnx_model, str(path))
     return path
+
+
+def relative_difference(model, path, resolution: int, batch: int = 2, seed: int = 0) -> float:
+    """max |onnxruntime - JAX| / max |JAX| over the logits of a random normal batch."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    import onnxruntime
+
+    x = np.random.default_rng(seed).standard_normal((batch, resolution, resolution, 3)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {"input": x})[0]
+    model.eval()
+    graphdef, state = nnx.split(model)
+    want = np.asarray(jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(state, jnp.asarray(x)))
+    return float(np.abs(got - want).max() / np.abs(want).max())

@@ -94,10 +94,8 @@ def model_layers(model, resolution: int = 64) -> list[Layer]:
     from flaxnets.models import param_kinds
 
     kinds = param_kinds(model)
+    graphdef, state = nnx.split(model)
     owners: dict[int, tuple] = {}
-    for path, node in nnx.iter_graph(model):
-        if isinstance(node, nnx.Module) and any(isinstance(v, nnx.Variable) for v in vars(node).values()):
-            owners[id(node)] = tuple(path)
     order: list[tuple] = []
 
     def recording(call):
@@ -109,20 +107,25 @@ def model_layers(model, resolution: int = 64) -> list[Layer]:
 
         return wrapped
 
-    modules = {id(n): n for _, n in nnx.iter_graph(model) if id(n) in owners}
-    classes = {type(m) for m in modules.values()}
+    def forward(state, x):
+        # A merged copy, so that a model whose arrays are still abstract (nnx.eval_shape) works.
+        copy = nnx.merge(graphdef, state)
+        copy.eval()
+        for path, node in nnx.iter_graph(copy):
+            if isinstance(node, nnx.Module) and any(isinstance(v, nnx.Variable) for v in vars(node).values()):
+                owners[id(node)] = tuple(path)
+        return copy(x)
+
+    classes = {type(n) for _, n in nnx.iter_graph(model) if isinstance(n, nnx.Module)
+               and any(isinstance(v, nnx.Variable) for v in vars(n).values())}
     originals = {cls: cls.__call__ for cls in classes}
-    was_training = _is_training(model)
-    model.eval()
     try:
         for cls in classes:
             cls.__call__ = recording(originals[cls])
-        jax.eval_shape(lambda x: model(x), jax.ShapeDtypeStruct((1, resolution, resolution, 3), jnp.float32))
+        jax.eval_shape(forward, state, jax.ShapeDtypeStruct((1, resolution, resolution, 3), jnp.float32))
     finally:
         for cls, call in originals.items():
             cls.__call__ = call
-        if was_training:
-            model.train()
 
     by_path = {path: node for path, node in nnx.iter_graph(model) if tuple(path) in set(order)}
     layers = []
@@ -145,15 +148,6 @@ def model_layers(model, resolution: int = 64) -> list[Layer]:
         arrays.update({"bias": v for k, v in variables.items() if param_kind[k] == "bias"})
         layers.append(Layer(path, _KIND_OF_KERNEL[param_kind[kernel[0]]], arrays))
     return layers
-
-
-def _is_training(model) -> bool:
-    from flax import nnx
-
-    for _, node in nnx.iter_graph(model):
-        if isinstance(node, nnx.BatchNorm):
-            return not node.use_running_average
-    return False
 
 
 def imagenet_class_names() -> list[str]:

@@ -101,7 +101,7 @@ def inspect_torch(path: str | pathlib.Path, state_dict: dict | None = None) -> W
     path = pathlib.Path(path)
     sd = read_state_dict(path) if state_dict is None else state_dict
     layout = detect_layout(sd)
-    has_se = any("se" in k.split(".")[-2] for k in sd if "." in k)
+    has_se = any("_se_reduce." in k or "se.conv_reduce." in k for k in sd)
     if layout == "lukemelas":
         mean, std = (IMAGENET_MEAN, IMAGENET_STD) if has_se else (INCEPTION_MEAN, INCEPTION_STD)
         return origin_info(layout, "tf", mean=mean, std=std)
