@@ -36,7 +36,6 @@ from flaxnets.weights.common import (
 )
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-_BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
 
 # Forward order of the modules inside one block, per block type.
 _TIMM_IR = ["conv_pw", "bn1", "conv_dw", "bn2", "se.conv_reduce", "se.conv_expand", "conv_pwl", "bn3"]
