@@ -1,0 +1,524 @@
+"""The experiment configuration: nested frozen dataclasses, dotted-key overrides, JSON round trip.
+
+A recipe (`flaxnets.recipes.*`) builds a `Config`; `apply_overrides(config, ["a.b=value"])` changes
+fields with type checking; `Config.to_dict()` / `Config.from_dict()` store it in a work directory.
+Every knob has one field here and one function that reads it:
+
+- `model.*`            -> `flaxnets.models.create_model` (None = the model's own default)
+- `data.*`             -> the input pipeline (`flaxnets.data`)
+- `optimizer.*`        -> `flaxnets.train.optim.build_optimizer`
+- `schedule.*`         -> `flaxnets.train.schedules.build_schedule`
+- `loss.*`             -> `flaxnets.train.losses.cross_entropy_loss`
+- `train/ema/eval/checkpoint/log.*` -> the training loop
+
+Batch vocabulary: `train.global_batch_size` is the number of examples per *optimizer step*,
+summed over all devices and all gradient-accumulation micro-steps. The learning-rate scaling and
+`steps_per_epoch` refer to it; one micro-step sees `global_batch_size // grad_accum_steps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+from flaxnets.errors import UsageError
+
+#: Parameter kinds reported by `flaxnets.models.param_kinds`; weight-decay masks select among them.
+PARAM_KINDS = ("conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias")
+
+ParamKind = Literal["conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build and the overrides passed to `create_model` (None = model default)."""
+
+    name: str = "mobilenet_v3_small"
+    num_classes: int = 1000
+    bn_momentum: Optional[float] = None
+    bn_epsilon: Optional[float] = None
+    dropout_rate: Optional[float] = None
+    stochastic_depth_rate: Optional[float] = None
+    activation: Optional[str] = None
+    kernel_init: Optional[Literal["tf_tpu", "tf_vision", "flax"]] = None
+    padding: Optional[Literal["same", "symmetric"]] = None
+    #: None: BatchNorm statistics over the whole global batch; N: per group of N examples
+    #: (the TF references compute them per replica).
+    bn_group_size: Optional[int] = None
+    #: Compute precision; parameters, BatchNorm statistics, logits and the loss stay float32.
+    dtype: Literal["bfloat16", "float32"] = "float32"
+
+    def overrides(self) -> dict[str, Any]:
+        """The keyword overrides for `flaxnets.models.create_model` (fields left at None omitted)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("name", "num_classes"):
+                continue
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Input pipeline: sources, crops, normalisation and augmentation."""
+
+    #: Training / evaluation data: a folder of class folders or a packed record path
+    #: (None: given on the command line).
+    train_source: Optional[str] = None
+    eval_source: Optional[str] = None
+    #: Training and evaluation resolution (None: the model's default).
+    image_size: Optional[int] = None
+    #: Training crop: Inception-style random resized crop in the TF-Vision or TF-TPU flavour.
+    crop: Literal["tf_vision", "tf_tpu"] = "tf_vision"
+    crop_area_range: tuple[float, float] = (0.08, 1.0)
+    crop_aspect_range: tuple[float, float] = (0.75, 4.0 / 3.0)
+    flip: bool = True
+    #: Evaluation centre-crop fraction (None: the model's default, e.g. 224/256 or size/(size+32)).
+    eval_crop_fraction: Optional[float] = None
+    interpolation: Optional[Literal["bilinear", "bicubic", "area", "nearest"]] = None
+    #: Per-channel mean/std on the 0-255 scale (None: the model's defaults).
+    mean: Optional[tuple[float, float, float]] = None
+    std: Optional[tuple[float, float, float]] = None
+    augment: Literal["none", "autoaugment", "randaugment"] = "none"
+    autoaugment_policy: str = "v0"
+    randaugment_num_layers: int = 2
+    randaugment_magnitude: float = 10.0
+    randaugment_magnitude_std: float = 0.0
+    randaugment_prob_to_apply: Optional[float] = None
+    randaugment_exclude_ops: tuple[str, ...] = ()
+    cutout_const: float = 40.0
+    translate_const: float = 100.0
+    #: Probability of random erasing per image (0: off).
+    random_erasing: float = 0.0
+    #: Mixup / CutMix Beta-distribution alphas (0: off).
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    #: Training-set size used for steps_per_epoch (None: count the data).
+    num_train_examples: Optional[int] = None
+    #: Loader worker processes per host.
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The optimizer and its regularisation (read by `flaxnets.train.optim.build_optimizer`)."""
+
+    name: Literal["adamw", "rmsprop_tf", "sgd"] = "adamw"
+    # AdamW
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    #: Add eps to the un-corrected sqrt(v) as TF/Keras Adam does ("epsilon hat") instead of after
+    #: bias correction as optax does.
+    adam_epsilon_hat: bool = False
+    # RMSProp with TF1 semantics: eps inside the square root, accumulator starts at
+    # `rmsprop_initial_accumulator`, the learning rate inside the momentum accumulator.
+    rmsprop_decay: float = 0.9
+    rmsprop_momentum: float = 0.9
+    rmsprop_eps: float = 1e-3
+    rmsprop_initial_accumulator: float = 1.0
+    # SGD
+    momentum: float = 0.9
+    nesterov: bool = False
+    #: Decoupled weight decay (AdamW): w -= lr * weight_decay * w, for every parameter whose kind
+    #: is not in `weight_decay_exclude`.
+    weight_decay: float = 0.0
+    weight_decay_exclude: tuple[ParamKind, ...] = ("bn_scale", "bn_bias")
+    #: L2 regularisation: `l2 * w` added to the gradient (= 0.5 * l2 * ||w||^2 in the loss) for
+    #: every parameter whose kind is not in `l2_exclude`.
+    l2: float = 0.0
+    l2_exclude: tuple[ParamKind, ...] = ("bn_scale", "bn_bias")
+    #: Clip the gradient to this global norm before the optimizer (None: no clipping).
+    grad_clip_norm: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The learning-rate schedule, stated in epochs (read by `flaxnets.train.schedules`).
+
+    Every schedule is a function of the optimizer step counted from 0. `constant`, `cosine` and
+    `exponential` follow the TF references: the decay counts from step 0 and a warmup only replaces
+    the first `warmup_epochs`, ramping linearly from `warmup_start_lr` to `warmup_target`
+    ("peak": the peak LR, as TF-TPU EfficientNet/MnasNet; "schedule": the schedule's own value at
+    the end of the warmup, as TF-Vision's LinearWarmup). `warmup_cosine` is optax's
+    `warmup_cosine_decay_schedule`: the cosine starts only after the warmup.
+    """
+
+    name: Literal["constant", "cosine", "warmup_cosine", "exponential"] = "cosine"
+    #: Peak learning rate at `reference_batch` examples per step.
+    base_lr: float = 0.001
+    #: peak = base_lr * global_batch_size / reference_batch (None: peak = base_lr, no scaling).
+    reference_batch: Optional[int] = None
+    warmup_epochs: float = 0.0
+    warmup_start_lr: float = 0.0
+    warmup_target: Literal["peak", "schedule"] = "peak"
+    #: exponential: epochs per decay period; cosine: length of the decay (None: train.epochs).
+    decay_epochs: Optional[float] = None
+    decay_rate: float = 0.97
+    staircase: bool = True
+    #: Final value of a cosine as a fraction of the peak (optax/TF `alpha`).
+    alpha: float = 0.0
+    #: "floor": steps_per_epoch = floor(num_train / batch); "real": num_train / batch as a real
+    #: number (the TF-TPU EfficientNet reference).
+    steps_per_epoch_mode: Literal["floor", "real"] = "floor"
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Softmax cross-entropy (computed in float32)."""
+
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Length and batch of the run."""
+
+    #: Examples per optimizer step over all devices and accumulation micro-steps.
+    global_batch_size: int = 256
+    epochs: float = 1.0
+    #: Micro-steps per optimizer step (each of global_batch_size // grad_accum_steps examples).
+    grad_accum_steps: int = 1
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Examples per forward/backward pass over all devices."""
+        return self.global_batch_size // self.grad_accum_steps
+
+
+@dataclass(frozen=True)
+class EmaConfig:
+    """Exponential moving average of the weights, updated once per optimizer step."""
+
+    #: None: no EMA.
+    decay: Optional[float] = None
+    #: Average BatchNorm running statistics too (TF-TPU) or only trainable weights (TF-Vision).
+    include_batch_stats: bool = False
+    #: Use min(decay, (1 + step) / (10 + step)) as TF's ExponentialMovingAverage(num_updates=step)
+    #: and TF-Vision's `dynamic_decay` do, so early averages are not dominated by the init.
+    dynamic_decay: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """When and how to evaluate."""
+
+    every_epochs: Optional[float] = 1.0
+    every_steps: Optional[int] = None
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """What to keep in the work directory."""
+
+    #: Most recent checkpoints kept.
+    keep: int = 2
+    #: Also keep the checkpoint with the best evaluation top-1.
+    keep_best: bool = True
+    #: Save every N optimizer steps (None: at each evaluation).
+    every_steps: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Training metric logging."""
+
+    every_steps: int = 100
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment; see the module docstring."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    seed: int = 42
+    #: Recipe name, where it comes from, and anything a reader should know.
+    name: str = ""
+    source: str = ""
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible nested dict (tuples become lists)."""
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Inverse of `to_dict`; unknown keys or wrongly typed values raise UsageError."""
+        return _from_dict(cls, data, prefix="")
+
+    def to_json(self) -> str:
+        """`to_dict()` as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        """Inverse of `to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def validate(self) -> "Config":
+        """Check cross-field constraints; returns self or raises UsageError."""
+        t = self.train
+        if t.global_batch_size <= 0:
+            raise UsageError(f"train.global_batch_size={t.global_batch_size}: expected a positive integer")
+        if t.grad_accum_steps <= 0 or t.global_batch_size % t.grad_accum_steps:
+            raise UsageError(
+                f"train.grad_accum_steps={t.grad_accum_steps}: expected a positive divisor of "
+                f"train.global_batch_size={t.global_batch_size}"
+            )
+        if t.epochs <= 0:
+            raise UsageError(f"train.epochs={t.epochs}: expected a positive number")
+        s = self.schedule
+        if s.base_lr < 0:
+            raise UsageError(f"schedule.base_lr={s.base_lr}: expected a non-negative number")
+        if s.reference_batch is not None and s.reference_batch <= 0:
+            raise UsageError(f"schedule.reference_batch={s.reference_batch}: expected a positive integer or none")
+        if s.warmup_epochs < 0:
+            raise UsageError(f"schedule.warmup_epochs={s.warmup_epochs}: expected >= 0")
+        if s.name == "exponential" and not (s.decay_epochs and s.decay_epochs > 0):
+            raise UsageError(f"schedule.decay_epochs={s.decay_epochs}: the exponential schedule needs a positive period")
+        if s.decay_epochs is not None and s.decay_epochs <= 0:
+            raise UsageError(f"schedule.decay_epochs={s.decay_epochs}: expected a positive number or none")
+        if not 0.0 <= self.loss.label_smoothing < 1.0:
+            raise UsageError(f"loss.label_smoothing={self.loss.label_smoothing}: expected a value in [0, 1)")
+        if self.ema.decay is not None and not 0.0 < self.ema.decay < 1.0:
+            raise UsageError(f"ema.decay={self.ema.decay}: expected a value in (0, 1) or none")
+        if self.data.num_train_examples is not None and self.data.num_train_examples <= 0:
+            raise UsageError(f"data.num_train_examples={self.data.num_train_examples}: expected a positive integer or none")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+
+
+def config_keys(config: Config | None = None) -> list[str]:
+    """Every settable dotted key, e.g. `optimizer.weight_decay`."""
+    return [key for key, _ in _leaf_fields(Config if config is None else type(config), "")]
+
+
+def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Return a copy of `config` with each `"dotted.key=value"` applied in order.
+
+    Values are parsed as the field's declared type: int, float, bool (true/false/yes/no/1/0),
+    str, `none` for Optional fields, Literal choices, and tuples written `a,b,c` (or `[a, b]`,
+    `()` for empty). An unknown key or a wrongly typed value raises UsageError naming it (with the
+    closest valid key for typos).
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(f"override {item!r}: expected KEY=VALUE, e.g. optimizer.weight_decay=0.05")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        config = _set(config, key, text.strip())
+    return config.validate()
+
+
+def _leaf_fields(cls, prefix: str):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            yield from _leaf_fields(tp, name + ".")
+        else:
+            yield name, tp
+
+
+def _unknown_key(key: str, valid: list[str]) -> UsageError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if not close:
+        # A bare field name (e.g. "weight_decay") is matched against the last component.
+        tails = {v.rsplit(".", 1)[-1]: v for v in valid}
+        match = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(tails), n=1, cutoff=0.6)
+        close = [tails[m] for m in match]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return UsageError(f"unknown config key {key!r}{hint}")
+
+
+def _set(config: Config, key: str, text: str) -> Config:
+    parts = key.split(".")
+    obj = config
+    chain = []
+    for i, part in enumerate(parts):
+        names = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+        if part not in names:
+            raise _unknown_key(key, config_keys(config))
+        chain.append(obj)
+        obj = getattr(obj, part)
+        if i < len(parts) - 1 and not dataclasses.is_dataclass(obj):
+            raise _unknown_key(key, config_keys(config))
+    if dataclasses.is_dataclass(obj):
+        raise UsageError(f"config key {key!r} is a section; set one of its fields, e.g. {key}.{dataclasses.fields(obj)[0].name}=...")
+    parent = chain[-1]
+    tp = typing.get_type_hints(type(parent))[parts[-1]]
+    value = _parse(text, tp, key)
+    new = dataclasses.replace(parent, **{parts[-1]: value})
+    for obj_, part in zip(reversed(chain[:-1]), reversed(parts[:-1])):
+        new = dataclasses.replace(obj_, **{part: new})
+    return new
+
+
+_NONE_WORDS = ("none", "null", "")
+_TRUE_WORDS = ("true", "yes", "1", "on")
+_FALSE_WORDS = ("false", "no", "0", "off")
+
+
+def _describe(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else _describe(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        inner = _describe(args[0]) if args else "value"
+        return f"a comma-separated list of {inner}" if len(args) != 2 or args[1] is Ellipsis else f"{len(args)} comma-separated values"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _parse(text: str, tp, key: str):
+    """Parse command-line text into a value of type `tp`."""
+    try:
+        return _parse_inner(text, tp)
+    except (ValueError, TypeError):
+        raise UsageError(f"{key}={text!r}: expected {_describe(tp)}") from None
+
+
+def _parse_inner(text: str, tp):
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and text.strip().lower() in _NONE_WORDS:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _parse_inner(text, arg)
+            except (ValueError, TypeError):
+                continue
+        raise ValueError(text)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        for choice in choices:
+            if text == str(choice):
+                return choice
+        raise ValueError(text)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        body = text.strip()
+        if body[:1] in "([" and body[-1:] in ")]":
+            body = body[1:-1]
+        items = [s.strip().strip("'\"") for s in body.split(",") if s.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_parse_inner(s, args[0]) for s in items)
+        if len(items) != len(args):
+            raise ValueError(text)
+        return tuple(_parse_inner(s, a) for s, a in zip(items, args))
+    if tp is bool:
+        low = text.strip().lower()
+        if low in _TRUE_WORDS:
+            return True
+        if low in _FALSE_WORDS:
+            return False
+        raise ValueError(text)
+    if tp is int:
+        return int(text.strip().replace("_", ""))
+    if tp is float:
+        return float(text.strip().replace("_", ""))
+    if tp is str:
+        return text
+    raise TypeError(f"unsupported field type {tp}")
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON round trip
+
+
+def _to_dict(obj) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_dict(v) for v in obj]
+    return obj
+
+
+def _from_dict(cls, data: dict[str, Any], prefix: str):
+    if not isinstance(data, dict):
+        raise UsageError(f"config section {prefix.rstrip('.') or 'root'!r}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            raise _unknown_key(key, config_keys())
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _from_dict(tp, value, key + ".")
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def _coerce(value, tp, key: str):
+    """Check a JSON value against `tp`, turning lists back into tuples."""
+    ok, out = _try_coerce(value, tp)
+    if not ok:
+        raise UsageError(f"{key}={value!r}: expected {_describe(tp)}")
+    return out
+
+
+def _try_coerce(value, tp):
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, out = _try_coerce(value, arg)
+            if ok:
+                return True, out
+        return False, None
+    if tp is type(None):
+        return value is None, None
+    if origin is Literal:
+        return value in typing.get_args(tp), value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False, None
+        args = typing.get_args(tp)
+        elem_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(elem_types) != len(value):
+            return False, None
+        out = []
+        for v, a in zip(value, elem_types):
+            ok, o = _try_coerce(v, a)
+            if not ok:
+                return False, None
+            out.append(o)
+        return True, tuple(out)
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if tp is str:
+        return isinstance(value, str), value
+    return False, None

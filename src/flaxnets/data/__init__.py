@@ -1,0 +1,43 @@
+"""Input pipelines: image sources, decoding, transforms, the Grain loader and packed records.
+
+Public API (names are loaded lazily, so `import flaxnets.data` imports neither Grain nor JAX):
+
+* `open_source(path, split)` -> random-access source: `len`, `[i]` -> (encoded bytes, label),
+  `num_classes`, `class_names` (`flaxnets.data.sources`).
+* `train_loader(path, *, image_size, global_batch_size, seed, process_index=0,
+  process_count=1, crop="tf_vision" | "tf_tpu", augment=None, workers=0, start_epoch=0)` ->
+  iterator of {"image": uint8 [L, H, W, 3], "label": int32 [L]} with `steps_per_epoch`,
+  `get_state()`, `set_state()` (`flaxnets.data.loader`).
+* `eval_loader(path, *, image_size, crop_fraction, interpolation, global_batch_size,
+  process_index=0, process_count=1, workers=0)` -> iterable of batches with a "mask", and
+  `num_examples`, `num_batches`, `coverage()`.
+* `normalize(images, mean, std)` -> float32 (jnp, on the device; mean/std on the 0-255 scale).
+* `prepare_split` / `RecordSource` (`flaxnets.data.records`), `export_digits`
+  (`flaxnets.data.digits`).
+"""
+
+_EXPORTS = {
+    "open_source": "flaxnets.data.sources",
+    "FolderSource": "flaxnets.data.sources",
+    "FlatSource": "flaxnets.data.sources",
+    "RecordSource": "flaxnets.data.records",
+    "prepare_split": "flaxnets.data.records",
+    "train_loader": "flaxnets.data.loader",
+    "eval_loader": "flaxnets.data.loader",
+    "normalize": "flaxnets.data.transforms",
+    "train_transform": "flaxnets.data.transforms",
+    "eval_transform": "flaxnets.data.transforms",
+    "decode_image": "flaxnets.data.decode",
+    "DecodeError": "flaxnets.data.decode",
+    "export_digits": "flaxnets.data.digits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'flaxnets.data' has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""`flaxnets benchmark data`: throughput of the training transform (decode, random resized
+crop, resize, flip, optional augmentation) over a folder of class folders of JPEGs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from flaxnets.errors import FlaxnetsError, UsageError
+
+
+def make_augment(name: str):
+    """The augmentation callable for `--augment` (None for "none"), from flaxnets.data.augment:
+    AutoAugment policy v0, or RandAugment with 2 layers at magnitude 15."""
+    if name == "none":
+        return None
+    try:
+        from flaxnets.data.augment import AutoAugment, RandAugment
+    except ImportError as e:
+        raise FlaxnetsError(f"--augment {name} needs flaxnets.data.augment, which failed to import: {e}") from None
+    if name == "autoaugment":
+        return AutoAugment("v0")
+    if name == "randaugment":
+        return RandAugment(num_layers=2, magnitude=15)
+    raise UsageError(f"--augment {name!r}: expected none, autoaugment or randaugment")
+
+
+def measure(path, *, workers: int, batches: int, batch_size: int, image_size: int,
+            crop: str = "tf_vision", augment=None) -> dict:
+    """Images per second of the training transform. With `workers` = 0 one process runs the
+    transform in a loop (one core); otherwise the Grain loader with that many worker processes,
+    timed after its first batch (worker start-up excluded)."""
+    from flaxnets.data.loader import train_loader
+    from flaxnets.data.sources import open_source
+    from flaxnets.data.transforms import train_transform
+
+    source = open_source(path, "train")
+    images = batches * batch_size
+    if workers == 0:
+        rng = np.random.default_rng(0)
+        count = len(source)
+        train_transform(source[0][0], rng, image_size_px=image_size, crop=crop, augment=augment)
+        start = time.perf_counter()
+        for i in range(images):
+            train_transform(source[i % count][0], rng, image_size_px=image_size, crop=crop,
+                            augment=augment)
+        seconds = time.perf_counter() - start
+    else:
+        loader = train_loader(source, image_size=image_size, global_batch_size=min(batch_size, len(source)),
+                              seed=0, crop=crop, augment=augment, workers=workers)
+        batch_size = loader.local_batch_size
+        images = batches * batch_size
+        next(loader)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(loader)
+        seconds = time.perf_counter() - start
+        loader.close()
+    per_second = images / seconds
+    return {
+        "images_per_second": per_second,
+        "images_per_second_per_worker": per_second / max(workers, 1),
+        "workers": workers,
+        "images": images,
+        "seconds": seconds,
+        "image_size": image_size,
+        "crop": crop,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def run(args) -> int:
+    """The `benchmark data` sub-command."""
+    for flag, value, least in (("--workers", args.workers, 0), ("--batches", args.batches, 1),
+                               ("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 1)):
+        if value < least:
+            raise UsageError(f"{flag} {value}: expected at least {least}")
+    augment = make_augment(args.augment)
+    result = measure(args.dir, workers=args.workers, batches=args.batches,
+                     batch_size=args.batch_size, image_size=args.image_size, crop=args.crop,
+                     augment=augment)
+    result["augment"] = args.augment
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['images_per_second']:.1f} images/s with {args.workers} workers "
+              f"({result['images_per_second_per_worker']:.1f} per worker; augment {args.augment}, "
+              f"{args.image_size}px, {result['images']} images in {result['seconds']:.2f} s)")
+    return 0

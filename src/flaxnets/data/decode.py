@@ -1,0 +1,143 @@
+"""Image decoding that survives ImageNet's odd files.
+
+ImageNet-2012 contains CMYK JPEGs, greyscale JPEGs and one PNG saved as `.JPEG`; disks add
+truncated and empty files. `decode_image` returns RGB uint8 for everything decodable:
+JPEGs go through simplejpeg (libjpeg-turbo, which also converts greyscale and CMYK to RGB),
+anything simplejpeg refuses goes to Pillow, which is strict about truncation. PNG and other
+formats are recognised by their magic bytes, not by the file name. What cannot be decoded
+raises `DecodeError`; callers count it and report each path once with `report_bad_file`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+import warnings
+
+import numpy as np
+import simplejpeg
+
+logger = logging.getLogger("flaxnets.data")
+
+_JPEG_MAGIC = b"\xff\xd8"
+
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+class DecodeError(ValueError):
+    """An image that cannot be decoded (empty, truncated, corrupt or of an unknown format)."""
+
+
+def is_jpeg(data: bytes) -> bool:
+    """Whether `data` starts with the JPEG start-of-image marker."""
+    return data[:2] == _JPEG_MAGIC
+
+
+def report_bad_file(name: str, reason: str) -> bool:
+    """Warn about an undecodable file once per path and process; returns True the first time."""
+    with _reported_lock:
+        if name in _reported:
+            return False
+        _reported.add(name)
+    message = f"skipping undecodable image {name}: {reason}"
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return True
+
+
+def reported_bad_files() -> list[str]:
+    """The paths this process has reported as undecodable, sorted."""
+    with _reported_lock:
+        return sorted(_reported)
+
+
+def _decode_with_pillow(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            # convert() forces a full read, so a truncated file fails here, not later.
+            return np.asarray(image.convert("RGB"))
+    except Exception as e:  # Pillow raises many types (OSError, SyntaxError, ...)
+        raise DecodeError(f"{type(e).__name__}: {e}") from None
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(height, width) of an encoded image, reading only the header where possible."""
+    if not data:
+        raise DecodeError("empty file")
+    if is_jpeg(data):
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+            return height, width
+        except ValueError:
+            pass
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            return height, width
+    except Exception as e:
+        raise DecodeError(f"{type(e).__name__}: {e}") from None
+
+
+def decode_image(data: bytes, *, min_height: int = 0, min_width: int = 0) -> np.ndarray:
+    """Decode an encoded image to RGB uint8 [H, W, 3].
+
+    `min_height` / `min_width` let a JPEG decode at a reduced DCT scale (k/8 of full size, the
+    smallest such that the output is at least that large); other formats decode at full size.
+    Raises `DecodeError` if the data cannot be decoded correctly (including truncated files).
+    """
+    if not data:
+        raise DecodeError("empty file")
+    if is_jpeg(data):
+        try:
+            return simplejpeg.decode_jpeg(
+                data, colorspace="RGB", min_height=min_height, min_width=min_width
+            )
+        except ValueError:
+            # Pillow decodes the rest (unusual colour spaces) and is strict about truncation.
+            pass
+    image = _decode_with_pillow(data)
+    if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+        raise DecodeError(f"unexpected decoded shape {image.shape}")
+    return image
+
+
+def decode_crop(
+    data: bytes,
+    box: tuple[int, int, int, int] | None,
+    out_size: tuple[int, int],
+    *,
+    fast: bool = True,
+) -> np.ndarray:
+    """Decode the crop `box` = (y, x, height, width) of an image (full-resolution coordinates).
+
+    With `fast`, a JPEG is decoded at the smallest DCT scale at which the crop still has at
+    least `out_size` = (height, width) pixels, and the box is mapped into that scale; the
+    caller resizes the result to `out_size` anyway, so only resampling detail changes.
+    `box=None` means the whole image.
+    """
+    if fast and box is not None and is_jpeg(data):
+        height, width = image_size(data)
+        y, x, crop_h, crop_w = box
+        min_h = math.ceil(out_size[0] * height / crop_h)
+        min_w = math.ceil(out_size[1] * width / crop_w)
+        image = decode_image(data, min_height=min_h, min_width=min_w)
+        if image.shape[:2] != (height, width):
+            scale_y = image.shape[0] / height
+            scale_x = image.shape[1] / width
+            y0, x0 = int(round(y * scale_y)), int(round(x * scale_x))
+            y1 = min(image.shape[0], int(round((y + crop_h) * scale_y)))
+            x1 = min(image.shape[1], int(round((x + crop_w) * scale_x)))
+            return image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+        return image[y : y + crop_h, x : x + crop_w]
+    image = decode_image(data)
+    if box is None:
+        return image
+    y, x, crop_h, crop_w = box
+    return image[y : y + crop_h, x : x + crop_w]

@@ -1,0 +1,362 @@
+"""Training and evaluation input pipelines on Grain (no TensorFlow).
+
+Training order. For epoch `e`, the global order is a permutation of all N examples drawn from
+`(seed, e)`. Global batch `s` of the epoch is positions `[s*G, (s+1)*G)` of that order, and
+process `p` of `P` takes its slice `[s*G + p*L, s*G + (p+1)*L)` (L = G / P). So the processes
+read disjoint examples, the global batch does not depend on the process count, and the last
+`N mod G` examples of each epoch's order are dropped. Random crops and flips come from a
+generator seeded by `(seed, epoch, example index)`, so batches depend only on the seed and the
+step, not on the number of worker processes: the iterator state is just the step, and a
+resumed run gets exactly the batches it would have got (even with other worker or process
+counts).
+
+Bad files in training: an example that cannot be decoded is replaced by the next decodable
+example of the epoch's order (decoded with its own random generator). That keeps every batch
+full and every process at the same step count, which SPMD needs; the substitute appears
+twice in that epoch. Each bad path is warned about once per process.
+
+Evaluation visits examples in index order: batch `b` of process `p` holds positions
+`b*G + p*L + i`; positions past N are padding with `mask` False. Every process yields
+`ceil(N / G)` batches, every example is in exactly one batch of one process. An undecodable
+evaluation file gets `mask` False too, and is counted in `coverage()`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from flaxnets.data.decode import DecodeError, report_bad_file
+from flaxnets.data.sources import open_source
+from flaxnets.data.transforms import eval_transform, train_transform
+from flaxnets.errors import FlaxnetsError
+
+# Substitutes tried for an undecodable training example before giving up.
+_MAX_SUBSTITUTES = 1000
+
+
+def _ensure_absl_flags() -> None:
+    # Grain's worker processes read absl flags, which raise unless parsed first.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(sys.argv[:1])
+
+
+def _check_batch(global_batch_size: int, process_count: int, device_count: int) -> int:
+    if global_batch_size <= 0 or global_batch_size % process_count:
+        raise FlaxnetsError(
+            f"global batch size {global_batch_size}: expected a positive multiple of the "
+            f"process count {process_count}"
+        )
+    local = global_batch_size // process_count
+    if local % device_count:
+        raise FlaxnetsError(
+            f"local batch size {local} (global {global_batch_size} / {process_count} processes): "
+            f"expected a multiple of the local device count {device_count}"
+        )
+    return local
+
+
+def _pipeline(dataset, workers: int):
+    """Iterator over a MapDataset whose elements are whole batches.
+
+    With `workers` > 0, Grain worker processes each build whole batches with one thread
+    (so a worker is about one core) and the batches are interleaved back in order; with 0,
+    two threads of this process build them. Buffers are a few batches, not Grain's default
+    500 elements (which would be 500 batches here).
+    """
+    import grain
+
+    if workers > 0:
+        _ensure_absl_flags()
+        read = grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)
+        options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2)
+        return iter(dataset.to_iter_dataset(read).mp_prefetch(options))
+    return iter(dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)))
+
+
+class _TrainExample:
+    """Element k of the process's infinite stream -> one transformed example (picklable)."""
+
+    def __init__(self, source, *, seed, image_size, crop, augment, global_batch_size,
+                 local_batch_size, process_index, steps_per_epoch, fast_decode):
+        self.source = source
+        self.num_examples = len(source)
+        self.seed = seed
+        self.image_size = image_size
+        self.crop = crop
+        self.augment = augment
+        self.global_batch_size = global_batch_size
+        self.local_batch_size = local_batch_size
+        self.process_index = process_index
+        self.steps_per_epoch = steps_per_epoch
+        self.fast_decode = fast_decode
+        self._order = (None, None)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_order"] = (None, None)
+        return state
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The global example order of `epoch`."""
+        if self._order[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._order = (epoch, rng.permutation(self.num_examples))
+        return self._order[1]
+
+    def position(self, k: int) -> tuple[int, int]:
+        """(epoch, position in the epoch's order) of the process's k-th example."""
+        step, i = divmod(k, self.local_batch_size)
+        epoch, s = divmod(step, self.steps_per_epoch)
+        return epoch, s * self.global_batch_size + self.process_index * self.local_batch_size + i
+
+    def __call__(self, k: int) -> dict:
+        epoch, position = self.position(int(k))
+        order = self.order(epoch)
+        for attempt in range(min(_MAX_SUBSTITUTES, self.num_examples)):
+            index = int(order[(position + attempt) % self.num_examples])
+            data, label = self.source[index]
+            rng = np.random.default_rng([self.seed, epoch, index])
+            try:
+                image = train_transform(data, rng, image_size_px=self.image_size, crop=self.crop,
+                                        augment=self.augment, fast_decode=self.fast_decode)
+            except DecodeError as e:
+                report_bad_file(self.source.name(index), str(e))
+                continue
+            return {"image": image, "label": np.int32(label)}
+        raise FlaxnetsError(f"no decodable image among {_MAX_SUBSTITUTES} training examples")
+
+
+class TrainIterator:
+    """Infinite iterator of training batches {"image": uint8 [L, H, W, 3], "label": int32 [L]}.
+
+    `get_state()` returns a small JSON-serialisable dict; `set_state(state)` makes the next
+    batch the one that followed when the state was taken. `steps_per_epoch` = floor(N / G).
+    """
+
+    def __init__(self, source, *, image_size, global_batch_size, seed, process_index,
+                 process_count, crop, augment, workers, start_epoch, device_count, fast_decode):
+        self.local_batch_size = _check_batch(global_batch_size, process_count, device_count)
+        if not 0 <= process_index < process_count:
+            raise FlaxnetsError(f"process index {process_index}: expected 0..{process_count - 1}")
+        self.source = source
+        self.num_examples = len(source)
+        self.global_batch_size = global_batch_size
+        self.steps_per_epoch = self.num_examples // global_batch_size
+        if self.steps_per_epoch == 0:
+            raise FlaxnetsError(
+                f"global batch size {global_batch_size} is larger than the {self.num_examples} "
+                "training examples"
+            )
+        self.seed = int(seed)
+        self.workers = workers
+        self.process_index = process_index
+        self.process_count = process_count
+        self._example = _TrainExample(
+            source, seed=self.seed, image_size=image_size, crop=crop, augment=augment,
+            global_batch_size=global_batch_size, local_batch_size=self.local_batch_size,
+            process_index=process_index, steps_per_epoch=self.steps_per_epoch,
+            fast_decode=fast_decode)
+        self.step = start_epoch * self.steps_per_epoch
+        self._iterator = None
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the next batch."""
+        return self.step // self.steps_per_epoch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._iterator is None:
+            import grain
+
+            local = self.local_batch_size
+            # Far more epochs than any run; MapDataset elements are computed lazily.
+            end = (self.step + 2**40) * local
+            dataset = grain.MapDataset.range(self.step * local, end).map(self._example)
+            self._iterator = _pipeline(dataset.batch(local, drop_remainder=True), self.workers)
+        batch = next(self._iterator)
+        self.step += 1
+        return batch
+
+    def get_state(self) -> dict:
+        """The position in the stream, JSON-serialisable."""
+        return {"step": self.step, "seed": self.seed, "num_examples": self.num_examples,
+                "global_batch_size": self.global_batch_size}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a `get_state()` result (the seed, data size and batch size must match)."""
+        for key in ("seed", "num_examples", "global_batch_size"):
+            if int(state[key]) != getattr(self, key):
+                raise FlaxnetsError(
+                    f"data iterator state has {key}={state[key]}, this run has "
+                    f"{getattr(self, key)}; resume with the same data, seed and batch size"
+                )
+        self.step = int(state["step"])
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (a later `next` starts new ones at the current step)."""
+        if self._iterator is not None and hasattr(self._iterator, "close"):
+            self._iterator.close()
+        self._iterator = None
+
+
+def train_loader(
+    path,
+    *,
+    image_size: int,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    crop: str = "tf_vision",
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    workers: int = 0,
+    start_epoch: int = 0,
+    device_count: int = 1,
+    fast_decode: bool = True,
+    split: str = "train",
+) -> TrainIterator:
+    """Training batches for this process (see the module docstring for order and sharding).
+
+    `path`: a data set folder (or an already opened source); `crop`: "tf_vision" or "tf_tpu"
+    (see `flaxnets.data.transforms`); `augment`: a callable (uint8 HWC image, numpy Generator)
+    -> uint8 HWC applied after crop and flip, e.g. from `flaxnets.data.augment`; `workers`:
+    Grain decoding processes (0: threads in this process); `device_count`: local devices the
+    local batch must divide over; `fast_decode`: allow DCT-scaled JPEG decoding.
+    Returns a `TrainIterator` with `steps_per_epoch`, `get_state()` and `set_state()`.
+    """
+    source = open_source(path, split) if isinstance(path, (str, os.PathLike)) else path
+    return TrainIterator(
+        source, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
+        process_index=process_index, process_count=process_count, crop=crop, augment=augment,
+        workers=workers, start_epoch=start_epoch, device_count=device_count,
+        fast_decode=fast_decode)
+
+
+class _EvalBatch:
+    """Batch index -> this process's padded evaluation batch (picklable)."""
+
+    def __init__(self, source, *, image_size, crop_fraction, interpolation, global_batch_size,
+                 local_batch_size, process_index):
+        self.source = source
+        self.num_examples = len(source)
+        self.image_size = image_size
+        self.crop_fraction = crop_fraction
+        self.interpolation = interpolation
+        self.global_batch_size = global_batch_size
+        self.local_batch_size = local_batch_size
+        self.process_index = process_index
+
+    def __call__(self, batch_index: int) -> dict:
+        size, local = self.image_size, self.local_batch_size
+        images = np.zeros((local, size, size, 3), np.uint8)
+        labels = np.zeros((local,), np.int32)
+        mask = np.zeros((local,), bool)
+        skipped = np.full((local,), -1, np.int64)
+        start = int(batch_index) * self.global_batch_size + self.process_index * local
+        for i in range(local):
+            position = start + i
+            if position >= self.num_examples:
+                break
+            data, label = self.source[position]
+            try:
+                images[i] = eval_transform(data, image_size_px=size, crop_fraction=self.crop_fraction,
+                                           interpolation=self.interpolation)
+            except DecodeError as e:
+                report_bad_file(self.source.name(position), str(e))
+                skipped[i] = position
+                continue
+            labels[i] = label
+            mask[i] = True
+        return {"image": images, "label": labels, "mask": mask, "skipped": skipped}
+
+
+class EvalLoader:
+    """Evaluation batches {"image", "label", "mask"}; iterate it once per evaluation.
+
+    `num_examples` (all processes), `num_batches` (the same on every process) and, after a
+    pass, `coverage()` with this process's evaluated and skipped counts.
+    """
+
+    def __init__(self, source, *, image_size, crop_fraction, interpolation, global_batch_size,
+                 process_index, process_count, workers, device_count):
+        self.local_batch_size = _check_batch(global_batch_size, process_count, device_count)
+        if not 0 <= process_index < process_count:
+            raise FlaxnetsError(f"process index {process_index}: expected 0..{process_count - 1}")
+        self.source = source
+        self.num_examples = len(source)
+        self.global_batch_size = global_batch_size
+        self.num_batches = math.ceil(self.num_examples / global_batch_size)
+        self.workers = workers
+        self._batch = _EvalBatch(
+            source, image_size=image_size, crop_fraction=crop_fraction,
+            interpolation=interpolation, global_batch_size=global_batch_size,
+            local_batch_size=self.local_batch_size, process_index=process_index)
+        self._evaluated = 0
+        self._skipped: list[int] = []
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        import grain
+
+        self._evaluated, self._skipped = 0, []
+        dataset = grain.MapDataset.range(self.num_batches).map(self._batch)
+        iterator = _pipeline(dataset, self.workers)
+        try:
+            for batch in iterator:
+                skipped = batch.pop("skipped")
+                self._skipped.extend(int(i) for i in skipped[skipped >= 0])
+                self._evaluated += int(batch["mask"].sum())
+                yield batch
+        finally:
+            if hasattr(iterator, "close"):
+                iterator.close()
+
+    def coverage(self) -> dict:
+        """This process's share of the last pass: examples evaluated and skipped (with paths)."""
+        return {
+            "num_examples": self.num_examples,
+            "num_evaluated": self._evaluated,
+            "num_skipped": len(self._skipped),
+            "skipped": [self.source.name(i) for i in self._skipped],
+        }
+
+
+def eval_loader(
+    path,
+    *,
+    image_size: int,
+    crop_fraction: float,
+    interpolation: str,
+    global_batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    workers: int = 0,
+    device_count: int = 1,
+    split: str = "val",
+) -> EvalLoader:
+    """Evaluation batches for this process: every example exactly once across processes, the
+    last batches padded with `mask` False, `num_batches` equal on every process.
+
+    Images are centre-cropped to `crop_fraction` of the shorter side (TF-TPU's formula; use
+    image_size / (image_size + 32) for EfficientNet, 0.875 for 224/256) and resized with
+    `interpolation` ("bilinear", "bicubic", "area"). `device_count`: local devices the local
+    batch must divide over.
+    """
+    source = open_source(path, split) if isinstance(path, (str, os.PathLike)) else path
+    return EvalLoader(
+        source, image_size=image_size, crop_fraction=crop_fraction, interpolation=interpolation,
+        global_batch_size=global_batch_size, process_index=process_index,
+        process_count=process_count, workers=workers, device_count=device_count)

@@ -1,0 +1,195 @@
+"""Random-access image sources: a folder per class, a flat folder plus ground truth, or packed
+records. Every source has `len`, `source[i]` -> (encoded bytes, label), `num_classes`,
+`class_names` and `name(i)` (a path for messages).
+
+Class indices follow the sorted class names (folder names / WordNet synset ids), so the
+ImageNet indices are the usual 0 = n01440764 ... 999 = n15075141.
+
+Flat validation folder (ImageNet's `val/` as distributed, with files
+`ILSVRC2012_val_00000001.JPEG` ...) needs ground truth, found in the split folder or its parent:
+
+* `LOC_val_solution.csv` (the Kaggle copy): ``ImageId,PredictionString`` where the prediction
+  string starts with the synset id; or
+* `ILSVRC2012_validation_ground_truth.txt` from the devkit (one 1-based ILSVRC2012 ID per line,
+  line k for the file numbered k) together with `ILSVRC2012_id_to_synset.txt`: one synset id per
+  line, line k the synset of ILSVRC2012 ID k. It is the devkit's `meta.mat` written out::
+
+      from scipy.io import loadmat
+      rows = loadmat("meta.mat")["synsets"]
+      ids = {int(r["ILSVRC2012_ID"][0][0][0]): str(r["WNID"][0][0]) for r in rows.ravel()}
+      open("ILSVRC2012_id_to_synset.txt", "w").write("".join(ids[k] + "\\n" for k in range(1, 1001)))
+
+The class list of a flat split comes from a sibling `train/` folder of class folders when there
+is one (so indices agree with training), else from the sorted synsets of the ground truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from flaxnets.data.records import MANIFEST, RecordSource
+from flaxnets.errors import FlaxnetsError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+CSV_GROUND_TRUTH = "LOC_val_solution.csv"
+DEVKIT_GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
+DEVKIT_SYNSETS = "ILSVRC2012_id_to_synset.txt"
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _class_folders(root: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+
+
+class _FileSource:
+    """Files on disk: `root` and a list of (path relative to root, label)."""
+
+    def __init__(self, root: Path, examples: list[tuple[str, int]], class_names: list[str]):
+        self.root = root
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self._paths = [p for p, _ in examples]
+        self.labels = np.asarray([label for _, label in examples], dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, index: int) -> tuple[bytes, int]:
+        path = self.root / self._paths[index]
+        try:
+            data = path.read_bytes()
+        except OSError:
+            # An unreadable file is treated like an undecodable one by the caller.
+            data = b""
+        return data, int(self.labels[index])
+
+    def name(self, index: int) -> str:
+        return str(self.root / self._paths[index])
+
+    def entries(self) -> list[tuple[str, int]]:
+        """(path relative to `root`, label) for every example, in index order."""
+        return list(zip(self._paths, self.labels.tolist()))
+
+
+class FolderSource(_FileSource):
+    """One sub-folder per class; files sorted by name within a class."""
+
+    def __init__(self, root: str | os.PathLike):
+        root = Path(root)
+        class_names = _class_folders(root)
+        if not class_names:
+            raise FlaxnetsError(f"{root}: no class sub-folders found")
+        examples = []
+        for label, name in enumerate(class_names):
+            files = sorted(f for f in os.listdir(root / name) if _is_image(f))
+            examples.extend((f"{name}/{f}", label) for f in files)
+        if not examples:
+            raise FlaxnetsError(f"{root}: class folders hold no image files")
+        super().__init__(root, examples, class_names)
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder.parent / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_csv_ground_truth(path: Path) -> dict[str, str]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "ImageId" not in rows[0] or "PredictionString" not in rows[0]:
+        raise FlaxnetsError(f"{path}: expected a CSV with columns ImageId,PredictionString")
+    return {row["ImageId"]: row["PredictionString"].split()[0] for row in rows}
+
+
+def _read_devkit_ground_truth(path: Path, synsets_path: Path, files: list[str]) -> dict[str, str]:
+    synsets = [line.strip() for line in synsets_path.read_text().splitlines() if line.strip()]
+    ids = [int(line) for line in path.read_text().split()]
+    truth = {}
+    for f in files:
+        match = re.search(r"(\d+)$", os.path.splitext(f)[0])
+        if match is None or not 1 <= int(match.group(1)) <= len(ids):
+            raise FlaxnetsError(f"{f}: expected a file numbered 1..{len(ids)} as in {path.name}")
+        ilsvrc_id = ids[int(match.group(1)) - 1]
+        if not 1 <= ilsvrc_id <= len(synsets):
+            raise FlaxnetsError(f"{path}: ILSVRC ID {ilsvrc_id} not in {synsets_path} (1..{len(synsets)})")
+        truth[os.path.splitext(f)[0]] = synsets[ilsvrc_id - 1]
+    return truth
+
+
+class FlatSource(_FileSource):
+    """A flat folder of images labelled by a ground-truth file (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike, *, ground_truth=None, synsets=None, class_names=None):
+        root = Path(root)
+        files = sorted(f for f in os.listdir(root) if _is_image(f))
+        ground_truth = Path(ground_truth) if ground_truth else (
+            _find(root, CSV_GROUND_TRUTH) or _find(root, DEVKIT_GROUND_TRUTH))
+        if ground_truth is None:
+            raise FlaxnetsError(
+                f"{root}: flat image folder without ground truth; expected {CSV_GROUND_TRUTH} or "
+                f"{DEVKIT_GROUND_TRUTH} + {DEVKIT_SYNSETS} in it or its parent"
+            )
+        if ground_truth.suffix.lower() == ".csv":
+            truth = _read_csv_ground_truth(ground_truth)
+            all_synsets = set(truth.values())
+        else:
+            synsets = Path(synsets) if synsets else _find(root, DEVKIT_SYNSETS)
+            if synsets is None:
+                raise FlaxnetsError(f"{ground_truth}: needs {DEVKIT_SYNSETS} (ILSVRC ID -> synset) beside it")
+            truth = _read_devkit_ground_truth(ground_truth, synsets, files)
+            all_synsets = {s.strip() for s in synsets.read_text().splitlines() if s.strip()}
+        if class_names is None:
+            train = root.parent / "train"
+            class_names = _class_folders(train) if train.is_dir() and train != root else []
+            class_names = class_names or sorted(all_synsets)
+        index = {name: i for i, name in enumerate(class_names)}
+        examples, unlabelled = [], []
+        for f in files:
+            synset = truth.get(os.path.splitext(f)[0])
+            if synset is None:
+                unlabelled.append(f)
+            elif synset not in index:
+                raise FlaxnetsError(f"{f}: synset {synset} of {ground_truth.name} is not a known class")
+            else:
+                examples.append((f, index[synset]))
+        if unlabelled:
+            raise FlaxnetsError(f"{root}: {len(unlabelled)} images have no ground truth, e.g. {unlabelled[0]}")
+        if len(truth) > len(examples):
+            warnings.warn(f"{ground_truth}: {len(truth) - len(examples)} labelled images are missing from {root}",
+                          RuntimeWarning, stacklevel=2)
+        super().__init__(root, examples, class_names)
+
+
+def split_folder(path: str | os.PathLike, split: str) -> Path:
+    """`path/split` when that folder exists, else `path` itself."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FlaxnetsError(f"data path {path} is not a folder")
+    return path / split if (path / split).is_dir() else path
+
+
+def open_source(path: str | os.PathLike, split: str = "train", **flat_options):
+    """The source of one split of a data set.
+
+    `path/split` is used when it exists, else `path` itself. The folder may hold a record
+    manifest (from `flaxnets prepare`), one sub-folder per class, or flat images with ground
+    truth (`flat_options`: `ground_truth=`, `synsets=`, `class_names=`, see `FlatSource`).
+    Returns an object with `len`, `[i]` -> (encoded bytes, label), `num_classes`, `class_names`.
+    """
+    folder = split_folder(path, split)
+    if (folder / MANIFEST).is_file():
+        return RecordSource(folder)
+    if _class_folders(folder):
+        return FolderSource(folder)
+    return FlatSource(folder, **flat_options)

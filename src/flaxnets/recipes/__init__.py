@@ -1,0 +1,69 @@
+"""Published training recipes, one module per recipe, each with `get_config() -> Config`.
+
+A recipe module's docstring names its source, the exact command that runs it and the accuracy
+that source reports; `PUBLISHED_TOP1` holds that accuracy (None where no source reports one).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import pkgutil
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from flaxnets.config import Config
+from flaxnets.errors import UsageError
+
+
+def list_recipes() -> list[str]:
+    """Names of the bundled recipes, sorted."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def _module(name: str) -> ModuleType:
+    if name not in list_recipes():
+        close = difflib.get_close_matches(name, list_recipes(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "; `flaxnets recipes` lists them"
+        raise UsageError(f"unknown recipe {name!r}{hint}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def load_recipe(name_or_path: str) -> Config:
+    """The validated Config of a bundled recipe name, a recipe `.py` file defining `get_config()`,
+    or a `config.json` written by `Config.to_json()` (e.g. from a work directory)."""
+    path = Path(name_or_path)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise UsageError(f"recipe file {name_or_path!r} does not exist")
+        return Config.from_json(path.read_text()).validate()
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise UsageError(f"recipe file {name_or_path!r} does not exist")
+        spec = importlib.util.spec_from_file_location(f"flaxnets_user_recipe_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise UsageError(f"recipe file {name_or_path!r} defines no get_config()")
+    else:
+        module = _module(name_or_path)
+    config = module.get_config()
+    if not isinstance(config, Config):
+        raise UsageError(f"recipe {name_or_path!r}: get_config() returned {type(config).__name__}, expected Config")
+    return config.validate()
+
+
+def recipe_info(name: str) -> dict[str, Any]:
+    """Summary of a bundled recipe: name, model, epochs, global batch, published top-1, title."""
+    module = _module(name)
+    config = module.get_config()
+    return {
+        "name": name,
+        "model": config.model.name,
+        "epochs": config.train.epochs,
+        "batch": config.train.global_batch_size,
+        "published_top1": getattr(module, "PUBLISHED_TOP1", None),
+        "title": (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else "",
+    }

@@ -1,0 +1,24 @@
+"""EfficientNet-B1, TF-TPU reference recipe: RMSProp (TF1), exponential decay, EMA, 350 epochs.
+
+Source: Tan & Le, "EfficientNet" (ICML 2019), and tensorflow/tpu models/official/efficientnet
+(main.py flags, utils.build_learning_rate / build_optimizer); the paper reports 79.1% top-1.
+Resolution 240, eval centre crop 240/(240+32), bicubic. RMSProp decay 0.9, momentum 0.9,
+eps 1e-3 inside the root, accumulator from 1.0; lr 0.016 x batch/256 x 0.97^floor(step / 2.4 epochs)
+with steps_per_epoch = 1,281,167 / batch as a real number and the first 5 epochs replaced by a linear
+ramp to the peak; L2 1e-5 on all but BatchNorm; label smoothing 0.1; stochastic depth 0.2; EMA
+0.9999 including BatchNorm statistics (TF's num_updates warm-up).
+
+Command:
+    flaxnets train --recipe efficientnet_b1_tpu --workdir runs/efficientnet_b1_tpu \
+        --set data.train_source=/data/imagenet/train --set data.eval_source=/data/imagenet/val
+"""
+
+from flaxnets.config import Config
+from flaxnets.recipes._efficientnet_tpu import efficientnet_tpu_config
+
+PUBLISHED_TOP1 = 79.1
+
+
+def get_config() -> Config:
+    """The recipe's configuration."""
+    return efficientnet_tpu_config("b1")

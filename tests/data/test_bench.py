@@ -1,0 +1,29 @@
+"""`flaxnets benchmark data --json` and the `benchmark model` argument surface."""
+
+import json
+
+from _data_fixtures import write_class_folders
+
+from flaxnets.cli import build_parser, main
+
+
+def test_benchmark_data_json(tmp_path, capsys):
+    write_class_folders(tmp_path / "train", [3, 3], size=(40, 50))
+    assert main(["benchmark", "data", str(tmp_path), "--batches", "2", "--batch-size", "4",
+                 "--image-size", "24", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["workers"] == 0 and result["images"] == 8
+    assert result["images_per_second"] > 0 and result["augment"] == "none"
+
+
+def test_benchmark_model_arguments():
+    args = build_parser().parse_args(
+        ["benchmark", "model", "efficientnet_b0", "--batch", "8", "--resolution", "64",
+         "--mode", "infer", "--dtype", "float32", "--steps", "3", "--json"])
+    assert (args.target, args.name, args.batch, args.resolution, args.mode, args.dtype, args.steps,
+            args.json) == ("model", "efficientnet_b0", 8, 64, "infer", "float32", 3, True)
+
+
+def test_benchmark_data_rejects_bad_counts(tmp_path, capsys):
+    assert main(["benchmark", "data", str(tmp_path), "--batches", "0"]) == 2
+    assert "--batches 0" in capsys.readouterr().err

@@ -1,0 +1,98 @@
+"""Bad data: CMYK, greyscale and PNG-as-JPEG decode correctly; truncated and empty files are
+skipped, counted and warned about once per path, in training and in evaluation."""
+
+import warnings
+
+import numpy as np
+import pytest
+from _data_fixtures import encode, smooth_image, write_class_folders
+
+from flaxnets.data import eval_loader, train_loader
+from flaxnets.data.decode import DecodeError, decode_crop, decode_image, image_size
+
+IMAGE = smooth_image(48, 64, seed=3)
+
+
+def test_cmyk_jpeg_decodes_to_rgb():
+    data = encode(IMAGE, "JPEG", mode="CMYK")
+    decoded = decode_image(data)
+    assert decoded.shape == (48, 64, 3) and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - IMAGE).mean() < 4
+
+
+def test_greyscale_jpeg_decodes_to_three_equal_channels():
+    grey = np.asarray(__import__("PIL.Image").Image.fromarray(IMAGE).convert("L"))
+    decoded = decode_image(encode(IMAGE, "JPEG", mode="L"))
+    assert decoded.shape == (48, 64, 3)
+    assert (decoded[..., 0] == decoded[..., 1]).all() and (decoded[..., 1] == decoded[..., 2]).all()
+    assert np.abs(decoded[..., 0].astype(int) - grey).mean() < 3
+
+
+def test_png_named_jpeg_decodes_exactly_by_magic_bytes(tmp_path):
+    path = tmp_path / "n01739381_1309.JPEG"
+    path.write_bytes(encode(IMAGE, "PNG"))
+    np.testing.assert_array_equal(decode_image(path.read_bytes()), IMAGE)
+    assert image_size(path.read_bytes()) == (48, 64)
+
+
+@pytest.mark.parametrize("data", [b"", encode(IMAGE, "JPEG")[:600], b"\xff\xd8garbage"],
+                         ids=["empty", "truncated", "corrupt"])
+def test_undecodable_data_raises_decode_error(data):
+    with pytest.raises(DecodeError):
+        decode_image(data)
+
+
+def test_fast_crop_decode_matches_full_decode():
+    big = smooth_image(256, 320, seed=5)
+    data = encode(big, "JPEG")
+    box = (16, 40, 200, 240)
+    fast = decode_crop(data, box, (64, 64), fast=True)
+    full = decode_crop(data, box, (64, 64), fast=False)
+    assert full.shape == (200, 240, 3)
+    assert fast.shape[0] >= 64 and fast.shape[1] >= 64 and fast.shape[0] < 200
+    import cv2
+
+    a = cv2.resize(fast, (64, 64), interpolation=cv2.INTER_AREA).astype(int)
+    b = cv2.resize(full, (64, 64), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(a - b).mean() < 3
+
+
+def _bad_dataset(root):
+    write_class_folders(root, [6, 6])
+    (root / "c0" / "empty.JPEG").write_bytes(b"")
+    good = (root / "c1" / "img000.JPEG").read_bytes()
+    (root / "c1" / "truncated.JPEG").write_bytes(good[: len(good) // 2])
+    (root / "c1" / "cmyk.JPEG").write_bytes(encode(IMAGE, "JPEG", mode="CMYK"))
+    return {str(root / "c0" / "empty.JPEG"), str(root / "c1" / "truncated.JPEG")}
+
+
+def _bad_file_warnings(records):
+    return [str(w.message) for w in records if "undecodable image" in str(w.message)]
+
+
+def test_training_substitutes_bad_files_and_warns_once_per_path(tmp_path):
+    bad = _bad_dataset(tmp_path / "train")
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        loader = train_loader(tmp_path, image_size=16, global_batch_size=5, seed=0)
+        batches = [next(loader) for _ in range(3 * loader.steps_per_epoch)]  # three epochs
+    assert all(b["image"].shape == (5, 16, 16, 3) for b in batches)
+    messages = _bad_file_warnings(records)
+    assert len(messages) == 2
+    assert {m.split("image ")[1].split(":")[0] for m in messages} == bad
+
+
+def test_evaluation_counts_and_reports_bad_files(tmp_path):
+    bad = _bad_dataset(tmp_path / "val")
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        loader = eval_loader(tmp_path, image_size=16, crop_fraction=0.875,
+                             interpolation="bicubic", global_batch_size=4)
+        masks = [b["mask"] for b in loader]
+        list(loader)  # a second pass warns no more
+    assert loader.num_examples == 15
+    assert sum(int(m.sum()) for m in masks) == 13
+    coverage = loader.coverage()
+    assert coverage["num_evaluated"] == 13 and coverage["num_skipped"] == 2
+    assert set(coverage["skipped"]) == bad
+    assert len(_bad_file_warnings(records)) == 2

@@ -1,0 +1,94 @@
+"""Recipes: every recipe loads, validates, round-trips, and builds its schedule and optimizer."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxnets.config import Config
+from flaxnets.errors import UsageError
+from flaxnets.recipes import list_recipes, load_recipe, recipe_info
+from flaxnets.train.optim import build_optimizer
+from flaxnets.train.schedules import build_schedule, total_steps
+
+KINDS = {("conv", "kernel"): "conv_kernel", ("dw", "kernel"): "depthwise_kernel", ("bn", "scale"): "bn_scale",
+         ("bn", "bias"): "bn_bias", ("head", "kernel"): "dense_kernel", ("head", "bias"): "bias"}
+PARAMS = {"conv": {"kernel": jnp.ones((3, 3, 3, 4))}, "dw": {"kernel": jnp.ones((3, 3, 1, 4))},
+          "bn": {"scale": jnp.ones(4), "bias": jnp.zeros(4)}, "head": {"kernel": jnp.ones((4, 2)), "bias": jnp.zeros(2)}}
+EXPECTED = {"mobilenet_v3_large_tfvision", "mobilenet_v3_large_paper", "mobilenet_v3_small_paper",
+            "mobilenet_v3_small_tfvision", "mobilenet_v3_large_mnv4_setup", "digits_demo",
+            *(f"efficientnet_b{i}_tpu" for i in range(8))}
+
+
+def test_all_expected_recipes_are_listed():
+    assert EXPECTED <= set(list_recipes())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_recipe_loads_round_trips_and_builds_optimizer(name):
+    config = load_recipe(name)
+    assert Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    info = recipe_info(name)
+    assert info["model"] == config.model.name and info["title"]
+    num_train = config.data.num_train_examples or 1437
+    schedule = build_schedule(config, num_train)
+    lrs = np.asarray(schedule(np.array([0, total_steps(config, num_train) // 2])))
+    assert np.all(np.isfinite(lrs)) and lrs[1] > 0
+    tx = build_optimizer(config, KINDS, num_train, schedule=schedule)
+    updates, _ = tx.update(jax.tree.map(jnp.ones_like, PARAMS), tx.init(PARAMS), PARAMS)
+    assert all(np.all(np.isfinite(np.asarray(u))) for u in jax.tree.leaves(updates))
+
+
+def test_recipe_values_match_recipes_md():
+    large = load_recipe("mobilenet_v3_large_tfvision")
+    assert (large.optimizer.name, large.optimizer.eps, large.optimizer.weight_decay) == ("adamw", 1e-7, 0.1)
+    assert large.optimizer.weight_decay_exclude == ("bn_scale", "bn_bias")
+    assert large.ema.decay is None and large.loss.label_smoothing == 0.1 and large.optimizer.l2 == 0
+    assert total_steps(large, 1_281_167) == 218_000  # the yaml's train_steps
+    b0 = load_recipe("efficientnet_b0_tpu")
+    assert b0.schedule.steps_per_epoch_mode == "real" and b0.optimizer.rmsprop_eps == 1e-3
+    assert float(build_schedule(b0, 1_281_167)(3127)) == pytest.approx(0.128 * 0.97**2, rel=1e-6)
+    b7 = load_recipe("efficientnet_b7_tpu")
+    assert (b7.data.image_size, b7.model.dropout_rate) == (600, 0.5)
+    paper = load_recipe("mobilenet_v3_large_paper")
+    assert float(build_schedule(paper, 1_281_167)(5 * 312 - 1)) == pytest.approx(
+        0.02 * 4096 / 192 * (5 * 312 - 1) / (5 * 312), rel=1e-6)
+    assert float(build_schedule(paper, 1_281_167)(5 * 312)) == pytest.approx(
+        0.02 * 4096 / 192 * 0.99 ** math.floor(5 * 312 / 936), rel=1e-6)
+
+
+def test_load_recipe_from_files(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(load_recipe("digits_demo").to_json())
+    assert load_recipe(str(path)) == load_recipe("digits_demo")
+    py = tmp_path / "mine.py"
+    py.write_text("from flaxnets.recipes.digits_demo import get_config\n")
+    assert load_recipe(str(py)).name == "digits_demo"
+
+
+def test_unknown_recipe_suggests():
+    with pytest.raises(UsageError, match="did you mean 'efficientnet_b0_tpu'"):
+        load_recipe("efficientnet_b0_tp")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits_demo", "mobilenet_v3_large_tfvision", "efficientnet_b0_tpu"])
+def test_recipe_model_builds_and_optimizer_steps(name):
+    models = pytest.importorskip("flaxnets.models")
+    if not hasattr(models, "param_kinds"):
+        pytest.skip("flaxnets.models.param_kinds not merged yet")
+    from flax import nnx
+
+    config = load_recipe(name)
+    model = models.create_model(config.model.name, num_classes=config.model.num_classes, rngs=nnx.Rngs(0),
+                                **config.model.overrides())
+    kinds = models.param_kinds(model)
+    optimizer = nnx.Optimizer(model, build_optimizer(config, kinds, 1000), wrt=nnx.Param)
+    model.eval()
+    logits = model(jnp.zeros((1, 32, 32, 3), jnp.float32))
+    assert logits.shape == (1, config.model.num_classes) and logits.dtype == jnp.float32
+    grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
+    optimizer.update(model, grads)
