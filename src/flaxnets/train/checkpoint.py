@@ -1,0 +1,139 @@
+"""Checkpoints in WORKDIR/checkpoints with Orbax: the train state plus each process's data position.
+
+Every process calls `save` and `restore` (Orbax coordinates who writes what); the train state is
+written asynchronously. Kept: the last `keep` checkpoints and, with `keep_best`, the one with the
+highest evaluation top-1. The data iterator's state is per process: each process writes and
+reads its own `process_I-of-N.json`, so a resumed run continues from the exact batch it stopped at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+from orbax.checkpoint import checkpoint_managers
+
+CHECKPOINT_DIR = "checkpoints"
+BEST_METRIC = "eval_top1"
+
+
+def _process_file(directory: epath.Path) -> epath.Path:
+    return directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+
+
+class DataStateHandler(ocp.CheckpointHandler):
+    """Stores a JSON-able value (or bytes) per process: the input iterator's `get_state()`."""
+
+    def save(self, directory: epath.Path, args: "DataStateSave"):
+        value = args.state
+        if isinstance(value, (bytes, bytearray)):
+            record = {"kind": "bytes", "value": bytes(value).decode()}
+        else:
+            record = {"kind": "json", "value": value}
+        _process_file(directory).write_text(json.dumps(record))
+
+    def restore(self, directory: epath.Path, args: "DataStateRestore | None" = None):
+        path = _process_file(directory)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path}: no data-iterator state for this process (was the run saved with a different process count?)"
+            )
+        record = json.loads(path.read_text())
+        return record["value"].encode() if record["kind"] == "bytes" else record["value"]
+
+    def metadata(self, directory: epath.Path):
+        return None
+
+    def finalize(self, directory: epath.Path) -> None:
+        pass
+
+    def close(self):
+        pass
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_save=True)
+@dataclasses.dataclass
+class DataStateSave(ocp.args.CheckpointArgs):
+    state: Any
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_restore=True)
+@dataclasses.dataclass
+class DataStateRestore(ocp.args.CheckpointArgs):
+    pass
+
+
+def _best_metric(metrics) -> float:
+    return float(metrics[BEST_METRIC])
+
+
+class Checkpointer:
+    """Saves and restores (train state, data state) by step in `workdir/checkpoints`."""
+
+    def __init__(self, workdir: str, *, keep: int = 2, keep_best: bool = True, async_save: bool = True,
+                 read_only: bool = False):
+        self.directory = Path(workdir).absolute() / CHECKPOINT_DIR
+        policies = [checkpoint_managers.LatestN(n=max(1, keep))]
+        if keep_best:
+            policies.append(checkpoint_managers.BestN(
+                get_metric_fn=_best_metric, n=1, keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+            best_fn=_best_metric if keep_best else None,
+            best_mode="max",
+            enable_async_checkpointing=async_save,
+            create=not read_only,
+            read_only=read_only,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "data"), options=options)
+
+    def latest_step(self) -> int | None:
+        """The newest saved step, or None."""
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        """The step with the best evaluation top-1 (the latest if none has metrics), or None."""
+        step = self.manager.best_step()
+        return self.manager.latest_step() if step is None else step
+
+    def all_steps(self) -> list[int]:
+        """Every step kept on disk, ascending."""
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state, data_state=None, metrics: dict | None = None) -> None:
+        """Save `state` (and this process's `data_state`); every process must call this."""
+        items = {"state": ocp.args.StandardSave(state)}
+        if data_state is not None:
+            items["data"] = DataStateSave(data_state)
+        best = None
+        if metrics is not None and BEST_METRIC in metrics:
+            best = {k: float(v) for k, v in metrics.items()}
+        self.manager.save(int(step), args=ocp.args.Composite(**items), metrics=best, force=True)
+
+    def restore(self, step: int, abstract_state, *, with_data: bool = True):
+        """Return (state, data_state) saved at `step`; `abstract_state` gives shapes and shardings."""
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        has_data = with_data and (self.directory / str(step) / "data").exists()
+        if has_data:
+            items["data"] = DataStateRestore()
+        restored = self.manager.restore(int(step), args=ocp.args.Composite(**items))
+        return restored["state"], (restored["data"] if has_data else None)
+
+    def wait(self) -> None:
+        """Block until pending asynchronous saves are on disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Finish pending saves and release the manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def abstract_like(tree):
+    """Shapes, dtypes and shardings of `tree`, as `StandardRestore` expects."""
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)

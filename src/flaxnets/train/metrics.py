@@ -1,0 +1,109 @@
+"""Metric writers: WORKDIR/metrics.jsonl and TensorBoard event files (tensorboardX, no TensorFlow).
+
+Only process 0 writes. On resume from step S, lines for steps after S are removed first, so the
+steps that are run again are not logged twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _json_value(value):
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/Inf; keep the line parseable.
+    return value
+
+
+def truncate_metrics(path: str | os.PathLike, step: int) -> int:
+    """Drop every line of a metrics.jsonl whose step is greater than `step`; returns lines kept.
+
+    A half-written last line (a crash mid-write) is dropped too.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if int(record.get("step", 0)) <= step:
+            kept.append(line)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
+    return len(kept)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Every record of a metrics.jsonl, in order."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricWriter:
+    """Writes one JSON object per call to metrics.jsonl and each scalar to TensorBoard.
+
+    `active=False` (every process but 0) makes every method a no-op.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, *, active: bool = True, resume_step: int | None = None,
+                 tensorboard: bool = True):
+        self.active = active
+        self._file = None
+        self._tb = None
+        if not active:
+            return
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / METRICS_FILE
+        if resume_step is not None:
+            truncate_metrics(path, resume_step)
+        elif path.exists():
+            path.unlink()
+        self._file = open(path, "a", buffering=1)
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            # purge_step drops TensorBoard events beyond the resumed step, like the jsonl.
+            self._tb = SummaryWriter(
+                str(workdir / "tensorboard"), purge_step=None if resume_step is None else resume_step + 1
+            )
+
+    def write(self, step: int, metrics: dict) -> None:
+        """Log `metrics` (name -> number) for `step`; `step` and `epoch` lead the JSON line."""
+        if not self.active:
+            return
+        record = {"step": int(step)}
+        record.update({k: _json_value(v) for k, v in metrics.items()})
+        self._file.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for name, value in record.items():
+                if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(name, value, global_step=int(step))
+
+    def flush(self) -> None:
+        """Push buffered lines and events to disk."""
+        if self._file is not None:
+            self._file.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        """Flush and close."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None

@@ -1,0 +1,54 @@
+"""Checkpointer: round trip of an NNX/Optax state and the data position, keep-last-K plus best."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from flaxnets.train.checkpoint import Checkpointer, abstract_like
+
+
+def _state(seed=0):
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(seed))
+    params = nnx.state(model, nnx.Param)
+    opt_state = optax.adamw(1e-3).init(params)
+    return {"params": params, "opt_state": opt_state, "step": jnp.asarray(7, jnp.int32),
+            "rng": jax.random.PRNGKey(seed)}
+
+
+def _equal(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+
+
+def test_round_trip_state_and_data_position(tmp_path):
+    state = _state(0)
+    ckpt = Checkpointer(str(tmp_path), keep=2)
+    ckpt.save(7, state, data_state={"epoch": 1, "position": 33})
+    ckpt.save(8, state, data_state=b'{"raw": 1}')
+    ckpt.close()
+
+    ckpt = Checkpointer(str(tmp_path), keep=2)
+    assert ckpt.latest_step() == 8
+    restored, data = ckpt.restore(7, abstract_like(_state(1)))
+    assert _equal(restored, state)
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    assert data == {"epoch": 1, "position": 33}
+    _, raw = ckpt.restore(8, abstract_like(state))
+    assert raw == b'{"raw": 1}'
+    ckpt.close()
+
+
+def test_keeps_last_k_and_best(tmp_path):
+    state = _state(0)
+    ckpt = Checkpointer(str(tmp_path), keep=2, keep_best=True)
+    top1 = {1: 0.5, 2: 0.9, 3: 0.4, 4: 0.3, 5: 0.2}
+    for step, acc in top1.items():
+        ckpt.save(step, state, metrics={"eval_top1": acc})
+    ckpt.save(6, state)  # a mid-epoch save without evaluation metrics
+    ckpt.wait()
+    assert ckpt.all_steps() == [2, 5, 6]
+    assert ckpt.best_step() == 2
+    assert ckpt.latest_step() == 6
+    ckpt.close()

@@ -1,0 +1,73 @@
+"""Metric writers: JSON lines, TensorBoard events, truncation on resume; the progress bar."""
+
+import io
+import json
+
+from flaxnets.train.metrics import MetricWriter, read_metrics, truncate_metrics
+from flaxnets.train.progress import ProgressBar, format_duration
+
+
+def test_writes_jsonl_and_tensorboard(tmp_path):
+    writer = MetricWriter(tmp_path)
+    writer.write(1, {"epoch": 0, "train_loss": 2.5, "learning_rate": 0.1})
+    writer.write(2, {"epoch": 0, "train_loss": float("nan")})
+    writer.close()
+    records = read_metrics(tmp_path)
+    assert records[0] == {"step": 1, "epoch": 0, "train_loss": 2.5, "learning_rate": 0.1}
+    assert records[1]["train_loss"] == "nan"
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_truncates_lines_after_the_restored_step(tmp_path):
+    writer = MetricWriter(tmp_path, tensorboard=False)
+    for step in range(1, 6):
+        writer.write(step, {"train_loss": float(step)})
+    writer.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "train_lo')  # a line cut short by a crash
+    writer = MetricWriter(tmp_path, resume_step=3, tensorboard=False)
+    writer.write(4, {"train_loss": 40.0})
+    writer.close()
+    assert [(r["step"], r["train_loss"]) for r in read_metrics(tmp_path)] == [
+        (1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+
+
+def test_fresh_run_starts_a_new_file_and_inactive_writer_writes_nothing(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 9}) + "\n")
+    MetricWriter(tmp_path, tensorboard=False).close()
+    assert read_metrics(tmp_path) == []
+    other = tmp_path / "other"
+    writer = MetricWriter(other, active=False)
+    writer.write(1, {"train_loss": 1.0})
+    writer.close()
+    assert not other.exists()
+    assert truncate_metrics(other / "metrics.jsonl", 3) == 0
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_line_mode_and_tty_mode():
+    out = io.StringIO()
+    bar = ProgressBar(10, images_per_step=32, stream=out, every=5)
+    for step in range(1, 11):
+        bar.update(step)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "step 5/10" in lines[0] and "step 10/10" in lines[1]
+    assert "img/s" in lines[0] and "eta" in lines[0]
+
+    tty = _Tty()
+    bar = ProgressBar(10, stream=tty)
+    bar.update(1)
+    bar.update(2)
+    bar.message("eval_top1 0.5")
+    bar.close()
+    text = tty.getvalue()
+    assert text.startswith("\r") and text.count("\r") == 2 and "\neval_top1 0.5\n" in text
+
+
+def test_format_duration():
+    assert format_duration(59) == "0:59"
+    assert format_duration(3725) == "1:02:05"
