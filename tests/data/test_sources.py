@@ -82,3 +82,13 @@ def test_flat_val_image_without_label_is_an_error(tmp_path):
         "ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n")
     with pytest.raises(FlaxnetsError, match="2 images have no ground truth"):
         open_source(tmp_path, "val")
+
+
+def test_host_pipeline_imports_neither_jax_nor_models_nor_train():
+    import subprocess
+    import sys
+
+    code = ("import sys, flaxnets.data.loader, flaxnets.data.records, flaxnets.data.digits; "
+            "bad = [m for m in sys.modules if m == 'jax' or m.startswith(('flaxnets.models', 'flaxnets.train'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
