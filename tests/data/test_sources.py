@@ -85,10 +85,16 @@ def test_flat_val_image_without_label_is_an_error(tmp_path):
 
 
 def test_host_pipeline_imports_neither_jax_nor_models_nor_train():
+    import os
     import subprocess
     import sys
+    from pathlib import Path
+
+    import flaxnets
 
     code = ("import sys, flaxnets.data.loader, flaxnets.data.records, flaxnets.data.digits; "
             "bad = [m for m in sys.modules if m == 'jax' or m.startswith(('flaxnets.models', 'flaxnets.train'))]; "
             "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    src = str(Path(flaxnets.__file__).parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
