@@ -82,3 +82,19 @@ def test_flat_val_image_without_label_is_an_error(tmp_path):
         "ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n")
     with pytest.raises(FlaxnetsError, match="2 images have no ground truth"):
         open_source(tmp_path, "val")
+
+
+def test_host_pipeline_imports_neither_jax_nor_models_nor_train():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import flaxnets
+
+    code = ("import sys, flaxnets.data.loader, flaxnets.data.records, flaxnets.data.digits; "
+            "bad = [m for m in sys.modules if m == 'jax' or m.startswith(('flaxnets.models', 'flaxnets.train'))]; "
+            "assert not bad, bad")
+    src = str(Path(flaxnets.__file__).parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
