@@ -171,3 +171,24 @@ def test_unknown_name_and_override_errors_suggest():
         create_model("mobilenet_v3_small", padding="valid")
     with pytest.raises(FlaxnetsError, match="activation"):
         create_model("mobilenet_v3_small", activation="gelu")
+
+
+def test_numpy_initialisers_match_the_scheme_statistics():
+    """The NumPy-backed initialisers draw from the documented distributions, deterministically."""
+    import numpy as np
+
+    from flaxnets.models.layers import initializers
+
+    key = jax.random.key(3)
+    conv = initializers("tf_tpu")["conv"](key, (3, 3, 64, 256))
+    # variance_scaling(2.0, fan_out): std = sqrt(2 / (3*3*256)), truncated at 2 std.
+    expected_std = np.sqrt(2.0 / (3 * 3 * 256))
+    assert conv.dtype == jnp.float32
+    assert abs(float(conv.std()) / expected_std - 1) < 0.02
+    assert float(jnp.abs(conv).max()) <= 2 * expected_std / 0.87962566103423978 + 1e-6
+    dense = initializers("tf_tpu")["dense"](key, (512, 1000))
+    limit = np.sqrt(1.0 / 1000)
+    assert float(jnp.abs(dense).max()) <= limit and float(jnp.abs(dense).max()) > 0.95 * limit
+    again = initializers("tf_tpu")["conv"](key, (3, 3, 64, 256))
+    other = initializers("tf_tpu")["conv"](jax.random.key(4), (3, 3, 64, 256))
+    assert bool((conv == again).all()) and not bool((conv == other).all())

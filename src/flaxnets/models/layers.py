@@ -13,6 +13,7 @@ import math
 from typing import Callable
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from flax import nnx
 
@@ -55,9 +56,56 @@ def activation_fn(name: str) -> Callable:
 _DEPTHWISE_AXES = {"in_axis": -1, "out_axis": -2}
 
 
+# Initialisers draw with NumPy, seeded from the JAX key NNX hands them. The jax.random versions
+# compile one XLA program per distinct shape, which made creating a model take 20+ seconds on a
+# CPU; the distributions here are the same (jax.nn.initializers' fan and truncation conventions).
+def _numpy_rng(key) -> np.random.Generator:
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.random.default_rng(np.asarray(key, dtype=np.uint32).ravel().tolist())
+
+
+def _fans(shape, in_axis=-2, out_axis=-1):
+    receptive_field = int(np.prod(shape)) // (shape[in_axis] * shape[out_axis])
+    return shape[in_axis] * receptive_field, shape[out_axis] * receptive_field
+
+
+def _variance_scaling(scale: float, mode: str, distribution: str, in_axis=-2, out_axis=-1):
+    traced_init = jax.nn.initializers.variance_scaling(scale, mode, distribution,
+                                                      in_axis=in_axis, out_axis=out_axis)
+
+    def init(key, shape, dtype=jnp.float32):
+        if isinstance(key, jax.core.Tracer):  # under jit / eval_shape: stay in JAX
+            return traced_init(key, shape, dtype)
+        fan_in, fan_out = _fans(shape, in_axis, out_axis)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+        variance = scale / max(1.0, fan)
+        rng = _numpy_rng(key)
+        if distribution == "truncated_normal":
+            # Standard normal truncated to [-2, 2], rescaled to unit variance (as JAX and TF do).
+            values = rng.standard_normal(shape)
+            outside = np.abs(values) > 2.0
+            while outside.any():
+                values[outside] = rng.standard_normal(int(outside.sum()))
+                outside = np.abs(values) > 2.0
+            values *= np.sqrt(variance) / 0.87962566103423978
+        elif distribution == "normal":
+            values = rng.standard_normal(shape) * np.sqrt(variance)
+        elif distribution == "uniform":
+            limit = np.sqrt(3.0 * variance)
+            values = rng.uniform(-limit, limit, shape)
+        else:
+            raise ValueError(f"unknown distribution {distribution!r}")
+        return jnp.asarray(values, dtype)
+
+    return init
+
+
 def _uniform_symmetric(limit: float):
     def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -limit, limit)
+        if isinstance(key, jax.core.Tracer):  # under jit / eval_shape: stay in JAX
+            return jax.random.uniform(key, shape, dtype, -limit, limit)
+        return jnp.asarray(_numpy_rng(key).uniform(-limit, limit, shape), dtype)
 
     return init
 
@@ -74,7 +122,7 @@ def initializers(scheme: str) -> dict[str, Callable]:
     - "flax": Flax defaults (LeCun normal) for every kernel.
     Biases start at zero in every scheme.
     """
-    vs = jax.nn.initializers.variance_scaling
+    vs = _variance_scaling
     if scheme == "tf_tpu":
         return {
             "conv": vs(2.0, "fan_out", "truncated_normal"),
@@ -88,7 +136,7 @@ def initializers(scheme: str) -> dict[str, Callable]:
             "dense": _uniform_symmetric(0.05),
         }
     if scheme == "flax":
-        default = nnx.initializers.lecun_normal()
+        default = vs(1.0, "fan_in", "truncated_normal")  # LeCun normal, as Flax
         return {"conv": default, "depthwise": default, "dense": default}
     raise FlaxnetsError(f"unknown kernel_init {scheme!r}; expected one of tf_tpu, tf_vision, flax")
 
