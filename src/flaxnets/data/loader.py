@@ -84,7 +84,8 @@ class _TrainExample:
     """Element k of the process's infinite stream -> one transformed example (picklable)."""
 
     def __init__(self, source, *, seed, image_size, crop, augment, global_batch_size,
-                 local_batch_size, process_index, steps_per_epoch, fast_decode):
+                 local_batch_size, process_index, steps_per_epoch, fast_decode, crop_options):
+        self.crop_options = crop_options
         self.source = source
         self.num_examples = len(source)
         self.seed = seed
@@ -125,7 +126,8 @@ class _TrainExample:
             rng = np.random.default_rng([self.seed, epoch, index])
             try:
                 image = train_transform(data, rng, image_size_px=self.image_size, crop=self.crop,
-                                        augment=self.augment, fast_decode=self.fast_decode)
+                                        augment=self.augment, fast_decode=self.fast_decode,
+                                        **self.crop_options)
             except DecodeError as e:
                 report_bad_file(self.source.name(index), str(e))
                 continue
@@ -141,7 +143,8 @@ class TrainIterator:
     """
 
     def __init__(self, source, *, image_size, global_batch_size, seed, process_index,
-                 process_count, crop, augment, workers, start_epoch, device_count, fast_decode):
+                 process_count, crop, augment, workers, start_epoch, device_count, fast_decode,
+                 crop_options=None):
         self.local_batch_size = _check_batch(global_batch_size, process_count, device_count)
         if not 0 <= process_index < process_count:
             raise FlaxnetsError(f"process index {process_index}: expected 0..{process_count - 1}")
@@ -162,7 +165,7 @@ class TrainIterator:
             source, seed=self.seed, image_size=image_size, crop=crop, augment=augment,
             global_batch_size=global_batch_size, local_batch_size=self.local_batch_size,
             process_index=process_index, steps_per_epoch=self.steps_per_epoch,
-            fast_decode=fast_decode)
+            fast_decode=fast_decode, crop_options=dict(crop_options or {}))
         self.step = start_epoch * self.steps_per_epoch
         self._iterator = None
 
@@ -225,6 +228,9 @@ def train_loader(
     device_count: int = 1,
     fast_decode: bool = True,
     split: str = "train",
+    area_range: tuple[float, float] = (0.08, 1.0),
+    aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = True,
 ) -> TrainIterator:
     """Training batches for this process (see the module docstring for order and sharding).
 
@@ -232,7 +238,8 @@ def train_loader(
     (see `flaxnets.data.transforms`); `augment`: a callable (uint8 HWC image, numpy Generator)
     -> uint8 HWC applied after crop and flip, e.g. from `flaxnets.data.augment`; `workers`:
     Grain decoding processes (0: threads in this process); `device_count`: local devices the
-    local batch must divide over; `fast_decode`: allow DCT-scaled JPEG decoding.
+    local batch must divide over; `fast_decode`: allow DCT-scaled JPEG decoding;
+    `area_range`, `aspect_ratio_range`, `flip`: the random crop's ranges and the random flip.
     Returns a `TrainIterator` with `steps_per_epoch`, `get_state()` and `set_state()`.
     """
     source = open_source(path, split) if isinstance(path, (str, os.PathLike)) else path
@@ -240,7 +247,9 @@ def train_loader(
         source, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
         process_index=process_index, process_count=process_count, crop=crop, augment=augment,
         workers=workers, start_epoch=start_epoch, device_count=device_count,
-        fast_decode=fast_decode)
+        fast_decode=fast_decode,
+        crop_options={"area_range": tuple(area_range), "aspect_ratio_range": tuple(aspect_ratio_range),
+                      "flip": bool(flip)})
 
 
 class _EvalBatch:

@@ -138,8 +138,14 @@ def train_transform(
     crop: str = "tf_vision",
     augment: Augment | None = None,
     fast_decode: bool = True,
+    area_range: tuple[float, float] = (0.08, 1.0),
+    aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = True,
 ) -> np.ndarray:
     """Decode, random-resized-crop, resize, flip (and `augment`) one encoded training image.
+
+    `area_range` / `aspect_ratio_range`: the crop sampler's ranges (the references' defaults);
+    `flip`: random horizontal flip with probability 1/2.
 
     Raises `flaxnets.data.decode.DecodeError` for undecodable data.
     """
@@ -148,14 +154,15 @@ def train_transform(
     min_object_covered, interpolation, whole_to_center = CROPS[crop]
     height, width = image_size(data)
     window, _ = sample_distorted_bounding_box(
-        height, width, rng, min_object_covered=min_object_covered
+        height, width, rng, min_object_covered=min(min_object_covered, area_range[0]),
+        area_range=area_range, aspect_ratio_range=aspect_ratio_range,
     )
     # TF-TPU checks the crop's shape, so a sampled whole-image window also falls back.
     if whole_to_center and window[2:] == (height, width):
         window = center_crop_window(height, width, image_size_px / (image_size_px + CROP_PADDING))
     image = decode_crop(data, window, (image_size_px, image_size_px), fast=fast_decode)
     image = resize(image, image_size_px, interpolation)
-    if rng.random() < 0.5:
+    if flip and rng.random() < 0.5:
         image = cv2.flip(image, 1)
     if augment is not None:
         image = augment(image, rng)

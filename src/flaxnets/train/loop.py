@@ -97,12 +97,52 @@ def resolve_preprocessing(config) -> dict:
     }
 
 
-def _augment_fn(config):
-    if config.data.augment == "none":
-        return None
+def _augment_fn(config, mean, std):
+    """The host-side augmentation the recipe asks for, applied after crop and flip (or None)."""
     from flaxnets.data import augment
 
-    return augment.from_config(config.data)
+    d = config.data
+    ops = []
+    if d.augment == "autoaugment":
+        ops.append(augment.AutoAugment(d.autoaugment_policy, cutout_const=d.cutout_const,
+                                       translate_const=d.translate_const))
+    elif d.augment == "randaugment":
+        ops.append(augment.RandAugment(
+            num_layers=d.randaugment_num_layers, magnitude=d.randaugment_magnitude,
+            magnitude_std=d.randaugment_magnitude_std, prob_to_apply=d.randaugment_prob_to_apply,
+            exclude_ops=list(d.randaugment_exclude_ops) or None, cutout_const=d.cutout_const,
+            translate_const=d.translate_const))
+    if d.random_erasing > 0:
+        ops.append(augment.RandomErasing(probability=d.random_erasing, mean=mean, std=std))
+    if not ops:
+        return None
+    if len(ops) == 1:
+        return ops[0]
+    return _Chain(ops)
+
+
+def _mix_fn(config):
+    """Batch-level Mixup / CutMix on the device when the recipe sets an alpha (else None)."""
+    d = config.data
+    if not d.mixup_alpha and not d.cutmix_alpha:
+        return None
+    import functools
+
+    from flaxnets.data.mix import mixup_or_cutmix
+
+    return functools.partial(mixup_or_cutmix, mixup_alpha=d.mixup_alpha, cutmix_alpha=d.cutmix_alpha)
+
+
+class _Chain:
+    """Apply host-side augmentations in order (picklable for loader worker processes)."""
+
+    def __init__(self, ops):
+        self.ops = ops
+
+    def __call__(self, image, rng):
+        for op in self.ops:
+            image = op(image, rng)
+        return image
 
 
 def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_config_change: bool = False,
@@ -151,7 +191,9 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     train_iter = data_lib.train_loader(
         train_path, image_size=prep["image_size"], global_batch_size=global_batch, seed=config.seed,
         process_index=jax.process_index(), process_count=jax.process_count(), crop=config.data.crop,
-        augment=_augment_fn(config), workers=config.data.workers, device_count=local_devices)
+        augment=_augment_fn(config, prep["mean"], prep["std"]), workers=config.data.workers, device_count=local_devices,
+        area_range=config.data.crop_area_range, aspect_ratio_range=config.data.crop_aspect_range,
+        flip=config.data.flip)
     # Padding is masked out, so the eval batch may round up to a multiple of the device count.
     eval_batch = -(-config.eval.batch_size // mesh.devices.size) * mesh.devices.size
     eval_iter = data_lib.eval_loader(
@@ -201,7 +243,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     train_step = make_train_step(
         graphdef, tx, loss_fn=loss_fn, mean=prep["mean"], std=prep["std"], grad_accum_steps=accum,
         ema_decay=config.ema.decay, ema_dynamic_decay=config.ema.dynamic_decay,
-        learning_rate_fn=schedule, mesh=mesh)
+        learning_rate_fn=schedule, mix_fn=_mix_fn(config), num_classes=config.model.num_classes, mesh=mesh)
     eval_step = make_eval_step(graphdef, mean=prep["mean"], std=prep["std"], mesh=mesh)
 
     if config.eval.every_steps:

@@ -66,9 +66,15 @@ def make_train_step(
     ema_decay: float | None = None,
     ema_dynamic_decay: bool = True,
     learning_rate_fn: Callable | None = None,
+    mix_fn: Callable | None = None,
+    num_classes: int | None = None,
     mesh=None,
 ):
     """Build `train_step(state, batch) -> (state, metrics)`, jitted when `mesh` is given.
+
+    `mix_fn(images, onehot_labels, key) -> (images, soft_labels)` (Mixup / CutMix from
+    `flaxnets.data.mix`) runs on the normalised images of each micro-batch; it needs
+    `num_classes`.
 
     `loss_fn(logits, labels)` returns the mean loss (float32); `batch` holds "image" (uint8
     NHWC) and "label" (int [B] or soft [B, C]). Metrics: train_loss, train_top1,
@@ -78,9 +84,14 @@ def make_train_step(
     k = int(grad_accum_steps)
 
     def forward_backward(params, batch_stats, other, images, labels, key):
+        x = normalize(images, mean, std)
+        if mix_fn is not None:
+            onehot = labels if labels.ndim == 2 else jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+            x, labels = mix_fn(x, onehot, jax.random.fold_in(key, 1))
+
         def loss_of(p):
             model = merge_model(graphdef, p, batch_stats, other, train=True)
-            logits = model(normalize(images, mean, std), rngs=nnx.Rngs(dropout=key))
+            logits = model(x, rngs=nnx.Rngs(dropout=key))
             _check_logits(logits)
             loss = loss_fn(logits, labels)
             return loss.astype(jnp.float32), (nnx.state(model, nnx.BatchStat), logits)

@@ -1,0 +1,87 @@
+"""`flaxnets eval`: top-1 / top-5 over every image of a labelled data set."""
+
+NAME = "eval"
+HELP = ("Evaluate a run's saved weights (--workdir) or imported weights (--model NAME --weights FILE) "
+        "on every image of a labelled folder.")
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="labelled data: a folder with a val/ split (or class folders), or prepared records")
+    parser.add_argument("--split", default="val", help="split folder to evaluate (default: val)")
+    parser.add_argument("--workdir", metavar="DIR", help="a `flaxnets train` work directory")
+    parser.add_argument("--checkpoint", default="latest", help="with --workdir: latest, best or a step number")
+    parser.add_argument("--model", metavar="NAME", help="zoo model name (with --weights)")
+    parser.add_argument("--weights", metavar="FILE", help="weights file: timm / EfficientNet-PyTorch state dict or Keras")
+    parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch size")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _evaluate_weights(args) -> dict:
+    import jax
+    import numpy as np
+
+    from flaxnets import data as data_lib
+    from flaxnets.models import get_spec
+    from flaxnets.weights import create_pretrained
+
+    spec = get_spec(args.model)
+    model, info = create_pretrained(args.model, args.weights)
+    mean = info.mean or spec.mean
+    std = info.std or spec.std
+    batch_size = args.batch_size or 64
+    loader = data_lib.eval_loader(args.data, image_size=spec.resolution, crop_fraction=spec.crop_fraction,
+                                  interpolation=spec.interpolation, global_batch_size=batch_size, split=args.split)
+    from flax import nnx
+
+    @nnx.jit
+    def counts(model, images, labels, mask):
+        x = (images.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        logits = model(x)
+        top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+        hit1 = (top5[:, 0] == labels) & mask
+        hit5 = (top5 == labels[:, None]).any(-1) & mask
+        return hit1.sum(), hit5.sum(), mask.sum()
+
+    top1 = top5 = count = 0
+    for batch in loader:
+        a, b, c = counts(model, batch["image"], batch["label"], batch["mask"])
+        top1, top5, count = top1 + int(a), top5 + int(b), count + int(c)
+    return {"eval_top1": top1 / max(count, 1), "eval_top5": top5 / max(count, 1), "eval_count": count,
+            "eval_skipped": loader.coverage()["num_skipped"]}
+
+
+def run(args) -> int:
+    import json
+
+    from flaxnets.commands.train import check_data_dir
+    from flaxnets.errors import UsageError
+
+    if bool(args.workdir) == bool(args.model or args.weights):
+        raise UsageError("give either --workdir DIR, or --model NAME with --weights FILE")
+    if not args.workdir and not (args.model and args.weights):
+        raise UsageError("--model and --weights go together")
+    check_data_dir(args.data)
+    if args.workdir:
+        from flaxnets.train.evaluate import evaluate_workdir
+
+        result = evaluate_workdir(args.workdir, args.data, checkpoint=args.checkpoint,
+                                  batch_size=args.batch_size, split=args.split)
+    else:
+        from flaxnets.models import get_spec
+
+        get_spec(args.model)  # unknown names fail here with the list of valid ones
+        result = _evaluate_weights(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        line = (f"top-1 {100 * result['eval_top1']:.2f}%  top-5 {100 * result['eval_top5']:.2f}%  "
+                f"over {result['eval_count']} images")
+        if "eval_ema_top1" in result:
+            line += f"  (EMA top-1 {100 * result['eval_ema_top1']:.2f}%  top-5 {100 * result['eval_ema_top5']:.2f}%)"
+        if "step" in result:
+            line += f"  [checkpoint step {result['step']}]"
+        if result.get("eval_skipped"):
+            line += f"  ({result['eval_skipped']} unreadable images skipped)"
+        print(line)
+    return 0

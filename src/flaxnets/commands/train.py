@@ -1,0 +1,75 @@
+"""`flaxnets train`: run a recipe into a work directory (resuming from it when it holds a run)."""
+
+NAME = "train"
+HELP = "Train a recipe; an existing --workdir is resumed exactly where it stopped."
+
+
+def add_arguments(parser):
+    parser.add_argument("--recipe", required=True, help="recipe name (see `flaxnets recipes`), a recipe .py file or a config.json")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="data set: a folder with train/ and val/ class folders, or `flaxnets prepare` output")
+    parser.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints, metrics.jsonl, TensorBoard events")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe field, e.g. train.global_batch_size=1024 (repeatable)")
+    parser.add_argument("--init-from", metavar="FILE",
+                        help="start from pretrained weights (classifier replaced when num_classes differs)")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="resume a work directory although its config.json differs from this run's")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="stop (with a checkpoint) after optimizer step N; rerun to continue")
+    parser.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process: address of process 0")
+    parser.add_argument("--num-processes", type=int, metavar="N", help="multi-process: number of processes")
+    parser.add_argument("--process-id", type=int, metavar="I", help="multi-process: this process's index")
+
+
+def load_config(recipe: str, overrides):
+    """The recipe with --set overrides applied; bad keys and values raise UsageError."""
+    from flaxnets.config import apply_overrides
+    from flaxnets.recipes import load_recipe
+
+    return apply_overrides(load_recipe(recipe), overrides).validate()
+
+
+def check_data_dir(path: str) -> None:
+    """A one-line error for a data directory that is missing or unreadable."""
+    import os
+
+    from flaxnets.errors import FlaxnetsError
+
+    if not os.path.exists(path):
+        raise FlaxnetsError(f"--data {path!r} does not exist; expected a folder with train/ and val/ (or prepared records)")
+    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
+        raise FlaxnetsError(f"--data {path!r} is not a readable directory")
+
+
+def run(args) -> int:
+    from flaxnets.errors import UsageError
+
+    # Everything the user typed is validated before any device or file is touched.
+    config = load_config(args.recipe, args.overrides)
+    check_data_dir(args.data)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UsageError(f"--max-steps {args.max_steps}: expected a positive integer")
+
+    from flaxnets.train import parallel
+
+    parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+
+    import jax
+
+    from flaxnets.train.loop import check_workdir, train_and_evaluate
+
+    check_workdir(args.workdir)
+    result = train_and_evaluate(config, data_dir=args.data, workdir=args.workdir, init_from=args.init_from,
+                                allow_config_change=args.allow_config_change,
+                                stop_after_steps=args.max_steps)
+    if jax.process_index() == 0:
+        summary = f"step {result['step']}/{result['num_steps']}"
+        if "eval_top1" in result:
+            summary += (f": eval_top1 {result['eval_top1']:.4f} eval_top5 {result['eval_top5']:.4f}"
+                        f" over {result['eval_count']} images")
+        if "eval_ema_top1" in result:
+            summary += f", EMA top1 {result['eval_ema_top1']:.4f}"
+        state = "preempted; rerun the same command to resume" if result["preempted"] else "done"
+        print(f"flaxnets train: {state}: {summary}; outputs in {args.workdir}")
+    return 0
