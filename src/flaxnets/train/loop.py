@@ -326,6 +326,9 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
                 preempted = True
                 break
     progress.close()
+    if not last_eval and not preempted:
+        # Nothing was left to train (a finished run, resumed): report the saved weights.
+        last_eval = evaluate_state(eval_step, state, iter(eval_iter), mesh)
     if preempted:
         progress.message(f"SIGTERM: saved a checkpoint at step {step} in {workdir}; rerun to resume")
     ckpt.close()
