@@ -73,7 +73,6 @@ def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_siz
     from flaxnets.train.checkpoint import Checkpointer
     from flaxnets.train.loop import CONFIG_FILE, resolve_preprocessing
     from flaxnets.train.optim import build_optimizer
-    from flaxnets.train.schedules import build_schedule
     from flaxnets.train.state import create_train_state
     from flaxnets.train.step import make_eval_step
 
@@ -103,7 +102,9 @@ def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_siz
         num_train = config.data.num_train_examples or 1
         model = nnx.eval_shape(lambda: create_model(config.model.name, num_classes=config.model.num_classes,
                                                     rngs=nnx.Rngs(config.seed), **model_kwargs))
-        tx = build_optimizer(config, param_kinds(model), num_train, build_schedule(config, num_train))
+        # Only the optimizer state's structure is needed to restore; a real schedule would need
+        # the training-set size, which the config often leaves to the data (None).
+        tx = build_optimizer(config, param_kinds(model), num_train, lambda step: jnp.zeros((), jnp.float32))
         holder = {}
 
         def abstract_state():
