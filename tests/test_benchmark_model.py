@@ -18,7 +18,6 @@ TINY = ["benchmark", "model", "mobilenet_v3_small", "--batch", "4", "--resolutio
 
 @pytest.mark.slow
 def test_train_json_keys_and_values(capsys):
-    pytest.importorskip("flaxnets.models")
     assert main(TINY + ["--mode", "train", "--steps", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert KEYS <= set(result)
@@ -34,7 +33,6 @@ def test_train_json_keys_and_values(capsys):
 
 @pytest.mark.slow
 def test_infer_table_output(capsys):
-    pytest.importorskip("flaxnets.models")
     assert main(TINY + ["--mode", "infer", "--steps", "1"]) == 0
     out = capsys.readouterr().out
     assert "infer / float32" in out and "4 x 32px" in out and "images/s" in out

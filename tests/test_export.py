@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx
+import onnxruntime as ort
 
 from weights.weights_helpers import build, forward  # noqa: E402
 

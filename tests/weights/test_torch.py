@@ -8,7 +8,7 @@ from flaxnets.errors import FlaxnetsError
 from flaxnets.weights import inspect_weights, load_weights
 from flaxnets.weights.torch import export_state_dict
 
-torch = pytest.importorskip("torch")
+import torch
 
 
 def _save(sd, path):
