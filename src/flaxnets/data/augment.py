@@ -79,8 +79,14 @@ def blend(image1: np.ndarray, image2: np.ndarray, factor: float) -> np.ndarray:
     temp *= _F32(factor)
     temp += base
     if not 0.0 < factor < 1.0:
-        np.clip(temp, 0.0, 255.0, out=temp)
+        _clip_0_255(temp)
     return temp.astype(np.uint8)
+
+
+def _clip_0_255(values: np.ndarray) -> None:
+    """Clip float32 values to [0, 255] in place. float32 bounds keep NumPy on its fast float32
+    loop (Python-float bounds are about 3x slower, np.maximum / np.minimum slower still)."""
+    np.clip(values, _F32(0.0), _F32(255.0), out=values)
 
 
 def autocontrast(image: np.ndarray) -> np.ndarray:
@@ -227,30 +233,46 @@ def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1.0:
         return image
     image = np.ascontiguousarray(image)
-    height, width = image.shape[:2]
-    # TF sums the nine float32 products of the kernel / 13 and truncates. Off the multiples of
-    # 13 the exact integer sum decides: S // 13. On a multiple the float sum lands within a few
-    # ulp of S / 13 and may truncate one lower, so those pixels are recomputed in TF's row-major
-    # float32 order.
-    total = cv2.boxFilter(image, cv2.CV_16S, (3, 3), normalize=False)[1:-1, 1:-1]
-    total += image[1:-1, 1:-1].astype(np.int16) << 2  # centre weight 5 = 1 + 4
-    quotient = total // 13
-    smooth = quotient.astype(np.uint8)
-    ties = np.flatnonzero(total == quotient * 13)  # int16 `%` is slow in NumPy
-    if ties.size:
-        row_len = width * 3
-        y, rest = np.divmod(ties, (width - 2) * 3)
-        corner = y * row_len + rest  # flat index of the window's top-left sample
-        flat = image.reshape(-1)
-        acc = None
-        for dy in range(3):
-            for dx in range(3):
-                term = flat[corner + (dy * row_len + dx * 3)].astype(_F32) * _SMOOTH_KERNEL[dy, dx]
-                acc = term if acc is None else acc + term
-        smooth.reshape(-1)[ties] = acc.astype(np.uint8)
-    degenerate = image.copy()
-    degenerate[1:-1, 1:-1] = smooth
-    return blend(degenerate, image, factor)
+    height, width, channels = image.shape
+    if height < 3 or width < 3:
+        return image.copy()
+    # TF's depthwise convolution adds the nine float32 products (kernel / 13) row-major and
+    # truncates; doing the same float32 sums reproduces its rounding bit for bit. On the
+    # flattened image every window tap is one contiguous slice (offset dy * row + dx * channels),
+    # so each step is a single fast 1-D pass; the outputs that wrap around a row end are
+    # computed too and dropped at the end.
+    row = width * channels
+    count = (height - 2) * row - 2 * channels
+    flat = image.reshape(-1).astype(_F32)
+    edge = flat * _SMOOTH_KERNEL[0, 0]
+    smooth = edge[:count].copy()
+    for dy in range(3):
+        for dx in range(3):
+            offset = dy * row + dx * channels
+            if offset == 0:
+                continue
+            if dy == 1 and dx == 1:
+                tap = flat[offset : offset + count] * _SMOOTH_KERNEL[1, 1]
+            else:
+                tap = edge[offset : offset + count]
+            np.add(smooth, tap, out=smooth)
+    # The sums are >= 0, so floor is the truncation to uint8; keeping it as float32 lets the
+    # blend below start from it without a uint8 round trip (its values are exact integers).
+    np.floor(smooth, out=smooth)
+    # blend(smooth, image, factor) in TF's float32 order, in place on the centre taps.
+    blended = flat[row + channels : row + channels + count]
+    blended -= smooth
+    blended *= _F32(factor)
+    blended += smooth
+    if not 0.0 < factor < 1.0:
+        _clip_0_255(blended)
+    interior = np.empty((height - 2) * row, np.uint8)
+    interior[:count] = blended.astype(np.uint8)
+    out = image.copy()
+    out.reshape(height, row)[1:-1, channels:-channels] = interior.reshape(height - 2, row)[
+        :, : row - 2 * channels
+    ]
+    return out
 
 
 def _reflect_round(coord: np.ndarray, size: int) -> np.ndarray:
@@ -282,6 +304,18 @@ def _warp(image: np.ndarray, matrix: Sequence[float]) -> np.ndarray:
     neighbour (std::round). Coordinates are computed like TF's kernel, so ties round the same;
     OpenCV's fixed-point warpAffine rounds exact halves differently (shears hit many)."""
     height, width = image.shape[:2]
+    coords = _warp_map(height, width, tuple(float(_F32(v)) for v in matrix))
+    # Integer maps: OpenCV only gathers, all rounding was done in `_warp_map`.
+    return cv2.remap(np.ascontiguousarray(image), coords, None, cv2.INTER_NEAREST)
+
+
+@functools.lru_cache(maxsize=32)
+def _warp_map(height: int, width: int, matrix: tuple[float, ...]) -> np.ndarray:
+    """The (height, width, 2) int16 source (x, y) of every output pixel for `_warp`.
+
+    Cached: at a fixed magnitude RandAugment and AutoAugment use a handful of matrices per image
+    size (e.g. rotate by +-45 degrees), and building a map costs more than the gather itself.
+    """
     a0, a1, a2, b0, b1, b2 = (_F32(v) for v in matrix)
     xs = np.arange(width, dtype=_F32)[None, :]
     ys = np.arange(height, dtype=_F32)[:, None]
@@ -291,8 +325,8 @@ def _warp(image: np.ndarray, matrix: Sequence[float]) -> np.ndarray:
     coords = np.empty((height, width, 2), np.int16)
     coords[..., 0] = _reflect_round(in_x + a2, width)
     coords[..., 1] = _reflect_round(in_y + b2, height)
-    # Integer maps: OpenCV only gathers, all rounding was done above.
-    return cv2.remap(np.ascontiguousarray(image), coords, None, cv2.INTER_NEAREST)
+    coords.flags.writeable = False
+    return coords
 
 
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
