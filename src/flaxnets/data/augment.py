@@ -73,7 +73,11 @@ def blend(image1: np.ndarray, image2: np.ndarray, factor: float) -> np.ndarray:
         return image1
     if factor == 1.0:
         return image2
-    base = image1.astype(_F32)
+    return _blend_from_float(image1.astype(_F32), image2, factor)
+
+
+def _blend_from_float(base: np.ndarray, image2: np.ndarray, factor: float) -> np.ndarray:
+    """`blend` with image1 already float32 (`base`, integer values, same shape as image2)."""
     temp = image2.astype(_F32)
     temp -= base
     temp *= _F32(factor)
@@ -166,20 +170,32 @@ def _lut_float(image: np.ndarray, table: np.ndarray) -> np.ndarray:
     return cv2.LUT(np.ascontiguousarray(image), table)
 
 
-def grayscale(image: np.ndarray) -> np.ndarray:
-    """`tf.image.rgb_to_grayscale` on uint8: float32 weights, then x * 255.5 truncated; HxWx1."""
+def _grayscale_float(image: np.ndarray) -> np.ndarray:
+    """`grayscale` as HxW float32 holding the truncated integer values."""
     # Each weighted term depends on one channel only: look the float32 products up, then sum in
     # TF's order (r + g) + b.
     red, green, blue = cv2.split(_lut_float(image, _GRAY_PRODUCTS))
     gray = cv2.add(cv2.add(red, green), blue)
     gray *= _F32(255.5)
-    return gray.astype(np.uint8)[..., None]
+    # The sum is >= 0, so floor is the truncation to uint8.
+    return np.floor(gray, out=gray)
+
+
+def grayscale(image: np.ndarray) -> np.ndarray:
+    """`tf.image.rgb_to_grayscale` on uint8: float32 weights, then x * 255.5 truncated; HxWx1."""
+    return _grayscale_float(image).astype(np.uint8)[..., None]
 
 
 def color(image: np.ndarray, factor: float) -> np.ndarray:
     """PIL Color: blend the greyscale image towards (or past) the original."""
-    gray = np.broadcast_to(grayscale(image), image.shape)
-    return blend(gray, image, factor)
+    if factor == 1.0:
+        return image
+    gray = _grayscale_float(image)
+    # A contiguous 3-channel copy: NumPy's broadcasting loops are slower than the copy.
+    base = cv2.merge((gray, gray, gray))
+    if factor == 0.0:
+        return base.astype(np.uint8)
+    return _blend_from_float(base, image, factor)
 
 
 def brightness(image: np.ndarray, factor: float) -> np.ndarray:
