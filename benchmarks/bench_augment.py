@@ -5,6 +5,8 @@ Inception-style random crop (area 0.08-1, aspect 3/4-4/3), resize it bilinearly 
 at random and apply RandAugment(num_layers=2, magnitude=15):
 
 * flaxnets: OpenCV decode + crop + resize, `flaxnets.data.augment.RandAugment`, one thread;
+  and the same through the library's `flaxnets.data.transforms.train_transform` (simplejpeg,
+  decoding a DCT-scaled image when the crop allows, `cv2.flip`), reported on its own line;
 * TF-Vision: `tf.image.sample_distorted_bounding_box` + `decode_and_crop_jpeg` + resize + flip +
   `official.vision.ops.augment.RandAugment` in a tf.data map, one thread (inter/intra-op and
   the private thread pool set to 1), run by `--tf-python` as a subprocess in the same run.
@@ -128,6 +130,31 @@ def bench_flaxnets(files: list[str], count: int, warmup: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def bench_flaxnets_library(files: list[str], count: int, warmup: int) -> float:
+    """The same work through the library's own `train_transform` (what training runs):
+    simplejpeg decode of the crop's DCT-scaled region, OpenCV resize, `cv2.flip`, RandAugment."""
+    import cv2
+    import numpy as np
+
+    from flaxnets.data.augment import RandAugment
+    from flaxnets.data.transforms import train_transform
+
+    cv2.setNumThreads(1)
+    augment = RandAugment(num_layers=2, magnitude=15)
+    blobs = [Path(f).read_bytes() for f in files]
+    rng = np.random.default_rng(0)
+
+    def one(data):
+        return train_transform(data, rng, image_size_px=SIZE, augment=augment)
+
+    for i in range(warmup):
+        one(blobs[i % len(blobs)])
+    start = time.perf_counter()
+    for i in range(count):
+        one(blobs[i % len(blobs)])
+    return count / (time.perf_counter() - start)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tf-python", required=True, help="a Python with tf-models-official")
@@ -138,6 +165,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         files = make_jpegs(Path(tmp), args.files)
         ours = bench_flaxnets(files, args.images, args.warmup)
+        library = bench_flaxnets_library(files, args.images, args.warmup)
         payload = json.dumps([files, args.images, args.warmup, SIZE])
         result = subprocess.run(
             [args.tf_python, "-c", TF_SCRIPT, payload],
@@ -153,8 +181,10 @@ def main() -> int:
     print(f"decode + random crop + resize {SIZE} + flip + RandAugment(2, 15), one core, "
           f"{args.images} images, {args.files} files 500x375 q90")
     print(f"flaxnets (NumPy + OpenCV): {ours:8.1f} images/s")
+    print(f"flaxnets train_transform:  {library:8.1f} images/s  (simplejpeg, DCT-scaled decode)")
     print(f"TF-Vision (tf.data):       {theirs:8.1f} images/s")
     print(f"ratio flaxnets / TF-Vision: {ours / theirs:.2f}x")
+    print(f"ratio train_transform / TF-Vision: {library / theirs:.2f}x")
     return 0
 
 
