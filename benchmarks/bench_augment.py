@@ -5,9 +5,14 @@ Inception-style random crop (area 0.08-1, aspect 3/4-4/3), resize it bilinearly 
 at random and apply RandAugment(num_layers=2, magnitude=15):
 
 * flaxnets: OpenCV decode + crop + resize, `flaxnets.data.augment.RandAugment`, one thread;
+  and the same through the library's `flaxnets.data.transforms.train_transform` (simplejpeg,
+  decoding a DCT-scaled image when the crop allows, `cv2.flip`), reported on its own line;
 * TF-Vision: `tf.image.sample_distorted_bounding_box` + `decode_and_crop_jpeg` + resize + flip +
   `official.vision.ops.augment.RandAugment` in a tf.data map, one thread (inter/intra-op and
   the private thread pool set to 1), run by `--tf-python` as a subprocess in the same run.
+
+The timed rounds alternate between the sides (`--rounds`), and the ratio is the median of the
+per-round ratios, so a shared machine's changing load affects both sides alike.
 
     PYTHONPATH=src python benchmarks/bench_augment.py --tf-python /path/to/tfvenv/bin/python
 """
@@ -58,10 +63,12 @@ ds = (tf.data.Dataset.from_tensor_slices(blobs).repeat()
 it = iter(ds)
 for _ in range(warmup):
     next(it)
-start = time.perf_counter()
-for _ in range(count):
-    next(it)
-print(json.dumps({"images_per_s": count / (time.perf_counter() - start)}))
+print(json.dumps({"ready": True}), flush=True)
+for _ in sys.stdin:  # one timed block per line, interleaved with the parent's blocks
+    start = time.perf_counter()
+    for _ in range(count):
+        next(it)
+    print(json.dumps({"images_per_s": count / (time.perf_counter() - start)}), flush=True)
 """
 
 
@@ -100,7 +107,8 @@ def random_crop_window(height, width, rng):
     return 0, 0, height, width
 
 
-def bench_flaxnets(files: list[str], count: int, warmup: int) -> float:
+def opencv_transform(files: list[str]):
+    """flaxnets' side as a one-image function: OpenCV decode + crop + resize, RandAugment."""
     import cv2
     import numpy as np
 
@@ -111,7 +119,8 @@ def bench_flaxnets(files: list[str], count: int, warmup: int) -> float:
     blobs = [np.frombuffer(Path(f).read_bytes(), np.uint8) for f in files]
     rng = np.random.default_rng(0)
 
-    def one(data):
+    def one(i):
+        data = blobs[i % len(blobs)]
         image = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         y, x, h, w = random_crop_window(*image.shape[:2], rng)
         crop = image[y : y + h, x : x + w]
@@ -120,41 +129,100 @@ def bench_flaxnets(files: list[str], count: int, warmup: int) -> float:
             image = np.ascontiguousarray(image[:, ::-1])
         return augment(image, rng)
 
-    for i in range(warmup):
-        one(blobs[i % len(blobs)])
+    return one
+
+
+def library_transform(files: list[str]):
+    """The same work through the library's own `train_transform` (what training runs):
+    simplejpeg decode of the crop's DCT-scaled region, OpenCV resize, `cv2.flip`, RandAugment."""
+    import cv2
+    import numpy as np
+
+    from flaxnets.data.augment import RandAugment
+    from flaxnets.data.transforms import train_transform
+
+    cv2.setNumThreads(1)
+    augment = RandAugment(num_layers=2, magnitude=15)
+    blobs = [Path(f).read_bytes() for f in files]
+    rng = np.random.default_rng(0)
+
+    def one(i):
+        return train_transform(blobs[i % len(blobs)], rng, image_size_px=SIZE, augment=augment)
+
+    return one
+
+
+def images_per_s(one, count: int) -> float:
     start = time.perf_counter()
     for i in range(count):
-        one(blobs[i % len(blobs)])
+        one(i)
     return count / (time.perf_counter() - start)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tf-python", required=True, help="a Python with tf-models-official")
-    parser.add_argument("--images", type=int, default=300, help="timed images per side")
+    parser.add_argument("--images", type=int, default=300, help="timed images per side and round")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--files", type=int, default=32, help="distinct JPEG files")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved timed rounds (ours, library, TF); medians are reported")
     args = parser.parse_args()
+    import statistics
+
     with tempfile.TemporaryDirectory() as tmp:
         files = make_jpegs(Path(tmp), args.files)
-        ours = bench_flaxnets(files, args.images, args.warmup)
+        sides = {"opencv": opencv_transform(files), "library": library_transform(files)}
+        for one in sides.values():
+            for i in range(args.warmup):
+                one(i)
         payload = json.dumps([files, args.images, args.warmup, SIZE])
-        result = subprocess.run(
+        # Rounds alternate between the sides, so load changes on a shared machine hit all of
+        # them alike; ratios are taken per round.
+        tf = subprocess.Popen(
             [args.tf_python, "-c", TF_SCRIPT, payload],
-            capture_output=True, text=True, check=False,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
         )
-        if result.returncode != 0:
-            print(result.stderr[-3000:], file=sys.stderr)
+
+        def tf_line() -> dict:
+            for line in tf.stdout:
+                if line.startswith("{"):
+                    return json.loads(line)
+            raise RuntimeError(tf.stderr.read()[-3000:])
+
+        rates = {"opencv": [], "library": [], "tf": []}
+        try:
+            tf_line()  # TF warmed up
+            for _ in range(args.rounds):
+                for name, one in sides.items():
+                    rates[name].append(images_per_s(one, args.images))
+                tf.stdin.write("go\n")
+                tf.stdin.flush()
+                rates["tf"].append(tf_line()["images_per_s"])
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
             return 1
-        theirs = json.loads(result.stdout.strip().splitlines()[-1])["images_per_s"]
+        finally:
+            tf.stdin.close()
+            tf.wait()
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    ratio = {
+        name: statistics.median(a / b for a, b in zip(rates[name], rates["tf"]))
+        for name in sides
+    }
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}; date {datetime.date.today()}")
     print(f"decode + random crop + resize {SIZE} + flip + RandAugment(2, 15), one core, "
-          f"{args.images} images, {args.files} files 500x375 q90")
-    print(f"flaxnets (NumPy + OpenCV): {ours:8.1f} images/s")
-    print(f"TF-Vision (tf.data):       {theirs:8.1f} images/s")
-    print(f"ratio flaxnets / TF-Vision: {ours / theirs:.2f}x")
+          f"{args.rounds} interleaved rounds of {args.images} images, {args.files} files "
+          f"500x375 q90; medians over rounds")
+    print(f"flaxnets (NumPy + OpenCV): {median['opencv']:8.1f} images/s")
+    print(f"flaxnets train_transform:  {median['library']:8.1f} images/s  "
+          f"(simplejpeg, DCT-scaled decode)")
+    print(f"TF-Vision (tf.data):       {median['tf']:8.1f} images/s")
+    print(f"ratio flaxnets / TF-Vision: {ratio['opencv']:.2f}x  "
+          f"(per round: {', '.join(f'{a / b:.2f}' for a, b in zip(rates['opencv'], rates['tf']))})")
+    print(f"ratio train_transform / TF-Vision: {ratio['library']:.2f}x")
     return 0
 
 

@@ -73,14 +73,24 @@ def blend(image1: np.ndarray, image2: np.ndarray, factor: float) -> np.ndarray:
         return image1
     if factor == 1.0:
         return image2
-    base = image1.astype(_F32)
+    return _blend_from_float(image1.astype(_F32), image2, factor)
+
+
+def _blend_from_float(base: np.ndarray, image2: np.ndarray, factor: float) -> np.ndarray:
+    """`blend` with image1 already float32 (`base`, integer values, same shape as image2)."""
     temp = image2.astype(_F32)
     temp -= base
     temp *= _F32(factor)
     temp += base
     if not 0.0 < factor < 1.0:
-        np.clip(temp, 0.0, 255.0, out=temp)
+        _clip_0_255(temp)
     return temp.astype(np.uint8)
+
+
+def _clip_0_255(values: np.ndarray) -> None:
+    """Clip float32 values to [0, 255] in place. float32 bounds keep NumPy on its fast float32
+    loop (Python-float bounds are about 3x slower, np.maximum / np.minimum slower still)."""
+    np.clip(values, _F32(0.0), _F32(255.0), out=values)
 
 
 def autocontrast(image: np.ndarray) -> np.ndarray:
@@ -160,20 +170,32 @@ def _lut_float(image: np.ndarray, table: np.ndarray) -> np.ndarray:
     return cv2.LUT(np.ascontiguousarray(image), table)
 
 
-def grayscale(image: np.ndarray) -> np.ndarray:
-    """`tf.image.rgb_to_grayscale` on uint8: float32 weights, then x * 255.5 truncated; HxWx1."""
+def _grayscale_float(image: np.ndarray) -> np.ndarray:
+    """`grayscale` as HxW float32 holding the truncated integer values."""
     # Each weighted term depends on one channel only: look the float32 products up, then sum in
     # TF's order (r + g) + b.
     red, green, blue = cv2.split(_lut_float(image, _GRAY_PRODUCTS))
     gray = cv2.add(cv2.add(red, green), blue)
     gray *= _F32(255.5)
-    return gray.astype(np.uint8)[..., None]
+    # The sum is >= 0, so floor is the truncation to uint8.
+    return np.floor(gray, out=gray)
+
+
+def grayscale(image: np.ndarray) -> np.ndarray:
+    """`tf.image.rgb_to_grayscale` on uint8: float32 weights, then x * 255.5 truncated; HxWx1."""
+    return _grayscale_float(image).astype(np.uint8)[..., None]
 
 
 def color(image: np.ndarray, factor: float) -> np.ndarray:
     """PIL Color: blend the greyscale image towards (or past) the original."""
-    gray = np.broadcast_to(grayscale(image), image.shape)
-    return blend(gray, image, factor)
+    if factor == 1.0:
+        return image
+    gray = _grayscale_float(image)
+    # A contiguous 3-channel copy: NumPy's broadcasting loops are slower than the copy.
+    base = cv2.merge((gray, gray, gray))
+    if factor == 0.0:
+        return base.astype(np.uint8)
+    return _blend_from_float(base, image, factor)
 
 
 def brightness(image: np.ndarray, factor: float) -> np.ndarray:
@@ -222,35 +244,65 @@ def contrast(image: np.ndarray, factor: float) -> np.ndarray:
 _SMOOTH_KERNEL = (np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], _F32) / _F32(13.0)).astype(_F32)
 
 
+# Sharpness works on strips of rows whose float32 buffers (about 96 KiB each) stay in a core's
+# L2 cache; whole-image buffers at 224 px (600 KiB each) spill and run about twice as slowly.
+_STRIP_FLOATS = 24576
+
+
 def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
     """PIL Sharpness: blend the 3x3-smoothed image (border pixels kept) with the original."""
     if factor == 1.0:
         return image
     image = np.ascontiguousarray(image)
-    height, width = image.shape[:2]
-    # TF sums the nine float32 products of the kernel / 13 and truncates. Off the multiples of
-    # 13 the exact integer sum decides: S // 13. On a multiple the float sum lands within a few
-    # ulp of S / 13 and may truncate one lower, so those pixels are recomputed in TF's row-major
-    # float32 order.
-    total = cv2.boxFilter(image, cv2.CV_16S, (3, 3), normalize=False)[1:-1, 1:-1]
-    total += image[1:-1, 1:-1].astype(np.int16) << 2  # centre weight 5 = 1 + 4
-    quotient = total // 13
-    smooth = quotient.astype(np.uint8)
-    ties = np.flatnonzero(total == quotient * 13)  # int16 `%` is slow in NumPy
-    if ties.size:
-        row_len = width * 3
-        y, rest = np.divmod(ties, (width - 2) * 3)
-        corner = y * row_len + rest  # flat index of the window's top-left sample
-        flat = image.reshape(-1)
-        acc = None
-        for dy in range(3):
-            for dx in range(3):
-                term = flat[corner + (dy * row_len + dx * 3)].astype(_F32) * _SMOOTH_KERNEL[dy, dx]
-                acc = term if acc is None else acc + term
-        smooth.reshape(-1)[ties] = acc.astype(np.uint8)
-    degenerate = image.copy()
-    degenerate[1:-1, 1:-1] = smooth
-    return blend(degenerate, image, factor)
+    height, width, channels = image.shape
+    out = image.copy()
+    if height < 3 or width < 3:
+        return out
+    row = width * channels
+    strip_rows = max(1, _STRIP_FLOATS // row)
+    for top in range(0, height - 2, strip_rows):
+        rows = min(strip_rows, height - 2 - top)
+        out.reshape(height, row)[1 + top : 1 + top + rows, channels:-channels] = _sharpen_rows(
+            image.reshape(-1)[top * row : (top + rows + 2) * row], row, channels, factor
+        )
+    return out
+
+
+def _sharpen_rows(window: np.ndarray, row: int, channels: int, factor: float) -> np.ndarray:
+    """Sharpness output for the interior of the middle rows of `window` (flat uint8 rows)."""
+    rows = window.size // row - 2
+    # TF's depthwise convolution adds the nine float32 products (kernel / 13) row-major and
+    # truncates; doing the same float32 sums reproduces its rounding bit for bit. On the
+    # flattened rows every window tap is one contiguous slice (offset dy * row + dx * channels),
+    # so each step is a single fast 1-D pass; the outputs that wrap around a row end are
+    # computed too and dropped at the end.
+    count = rows * row - 2 * channels
+    flat = window.astype(_F32)
+    edge = flat * _SMOOTH_KERNEL[0, 0]
+    smooth = edge[:count].copy()
+    for dy in range(3):
+        for dx in range(3):
+            offset = dy * row + dx * channels
+            if offset == 0:
+                continue
+            if dy == 1 and dx == 1:
+                tap = flat[offset : offset + count] * _SMOOTH_KERNEL[1, 1]
+            else:
+                tap = edge[offset : offset + count]
+            np.add(smooth, tap, out=smooth)
+    # The sums are >= 0, so floor is the truncation to uint8; keeping it as float32 lets the
+    # blend below start from it without a uint8 round trip (its values are exact integers).
+    np.floor(smooth, out=smooth)
+    # blend(smooth, image, factor) in TF's float32 order, in place on the centre taps.
+    blended = flat[row + channels : row + channels + count]
+    blended -= smooth
+    blended *= _F32(factor)
+    blended += smooth
+    if not 0.0 < factor < 1.0:
+        _clip_0_255(blended)
+    interior = np.empty(rows * row, np.uint8)
+    interior[:count] = blended  # float32 -> uint8 truncates, like astype
+    return interior.reshape(rows, row)[:, : row - 2 * channels]
 
 
 def _reflect_round(coord: np.ndarray, size: int) -> np.ndarray:
@@ -282,6 +334,18 @@ def _warp(image: np.ndarray, matrix: Sequence[float]) -> np.ndarray:
     neighbour (std::round). Coordinates are computed like TF's kernel, so ties round the same;
     OpenCV's fixed-point warpAffine rounds exact halves differently (shears hit many)."""
     height, width = image.shape[:2]
+    coords = _warp_map(height, width, tuple(float(_F32(v)) for v in matrix))
+    # Integer maps: OpenCV only gathers, all rounding was done in `_warp_map`.
+    return cv2.remap(np.ascontiguousarray(image), coords, None, cv2.INTER_NEAREST)
+
+
+@functools.lru_cache(maxsize=32)
+def _warp_map(height: int, width: int, matrix: tuple[float, ...]) -> np.ndarray:
+    """The (height, width, 2) int16 source (x, y) of every output pixel for `_warp`.
+
+    Cached: at a fixed magnitude RandAugment and AutoAugment use a handful of matrices per image
+    size (e.g. rotate by +-45 degrees), and building a map costs more than the gather itself.
+    """
     a0, a1, a2, b0, b1, b2 = (_F32(v) for v in matrix)
     xs = np.arange(width, dtype=_F32)[None, :]
     ys = np.arange(height, dtype=_F32)[:, None]
@@ -291,8 +355,8 @@ def _warp(image: np.ndarray, matrix: Sequence[float]) -> np.ndarray:
     coords = np.empty((height, width, 2), np.int16)
     coords[..., 0] = _reflect_round(in_x + a2, width)
     coords[..., 1] = _reflect_round(in_y + b2, height)
-    # Integer maps: OpenCV only gathers, all rounding was done above.
-    return cv2.remap(np.ascontiguousarray(image), coords, None, cv2.INTER_NEAREST)
+    coords.flags.writeable = False
+    return coords
 
 
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
