@@ -284,6 +284,14 @@ class Config:
             )
         if t.epochs <= 0:
             raise UsageError(f"train.epochs={t.epochs}: expected a positive number")
+        group = self.model.bn_group_size
+        if group is not None and (group <= 0 or t.micro_batch_size % group):
+            # Groups are cut from each forward pass; otherwise the model fails at the first step.
+            raise UsageError(
+                f"model.bn_group_size={group}: expected a positive divisor of the {t.micro_batch_size} "
+                f"examples per forward pass (train.global_batch_size={t.global_batch_size} / "
+                f"train.grad_accum_steps={t.grad_accum_steps})"
+            )
         s = self.schedule
         if s.base_lr < 0:
             raise UsageError(f"schedule.base_lr={s.base_lr}: expected a non-negative number")

@@ -124,3 +124,41 @@ def test_under_accumulation_groups_are_formed_inside_each_micro_batch(setup):
                                           state.batch_stats) for s, _ in micro])
         stats = jax.tree.map(lambda o, m: MOMENTUM * o + (1 - MOMENTUM) * m, stats, moments)
     assert_trees_close(new.batch_stats, stats)
+
+
+@pytest.mark.parametrize("overrides, micro_batch", [
+    (["model.bn_group_size=12"], 2048),
+    (["train.global_batch_size=64", "model.bn_group_size=32", "train.grad_accum_steps=4"], 16),
+    (["model.bn_group_size=0"], 2048),
+])
+def test_a_group_size_that_does_not_divide_the_forward_pass_is_refused_by_the_config(overrides, micro_batch):
+    # Checked when the overrides are applied, before any data or device is touched; the model
+    # alone would fail only when the first step is traced.
+    from flaxnets.errors import UsageError
+
+    with pytest.raises(UsageError, match=rf"model.bn_group_size=\d+: expected a positive divisor of the {micro_batch} "):
+        apply_overrides(load_recipe("efficientnet_b0_tpu"), overrides)
+    assert apply_overrides(load_recipe("efficientnet_b0_tpu"), ["model.bn_group_size=256"]).model.bn_group_size == 256
+
+
+@pytest.mark.slow
+def test_the_loop_builds_the_model_with_the_recipes_group_size(tmp_path, monkeypatch):
+    # The loop hands config.model.overrides() to create_model; a stand-in records the group size
+    # and builds the grouped TinyNet, and one step of 32 examples on 4 devices runs with it.
+    from flaxnets.data.digits import export_digits
+    from test_loop import create_tiny_model, read_lines, train
+
+    built = []
+
+    def create_grouped(name, *, num_classes=1000, rngs=None, bn_group_size=None, **overrides):
+        model = create_tiny_model(name, num_classes=num_classes, rngs=rngs, **overrides)
+        model.bn = BatchNorm(8, momentum=model.bn.momentum, group_size=bn_group_size)
+        built.append(bn_group_size)
+        return model
+
+    export_digits(tmp_path / "digits", size=32)
+    monkeypatch.setattr("test_loop.create_tiny_model", create_grouped)
+    result = train(tmp_path / "digits", tmp_path / "run", "train.epochs=0.023", "model.bn_group_size=8")
+    assert built == [8]
+    assert result["step"] == 1
+    assert [np.isfinite(r["train_loss"]) for r in read_lines(tmp_path / "run") if "train_loss" in r] == [True]
