@@ -21,7 +21,7 @@ def halving(step):
     return 0.01 * 0.5 ** jnp.asarray(step, jnp.float32)
 
 
-def run_steps(grad_accum_steps, num_steps=3):
+def run_steps(grad_accum_steps, mesh=None, num_steps=3):
     """`num_steps` Adam steps with the halving schedule and an EMA, on batches of 16 (no
     BatchNorm, whose moments are per micro-batch); returns (states after each step, metrics)."""
     model = TinyNet(rngs=nnx.Rngs(0), batch_norm=False)
@@ -29,7 +29,7 @@ def run_steps(grad_accum_steps, num_steps=3):
     graphdef, state = create_train_state(model, tx, seed=0, ema=True)
     initial = jax.tree.map(np.asarray, state)
     step = make_train_step(graphdef, tx, loss_fn=loss_fn, mean=MEAN, std=STD, grad_accum_steps=grad_accum_steps,
-                           ema_decay=0.999, ema_dynamic_decay=True, learning_rate_fn=halving)
+                           ema_decay=0.999, ema_dynamic_decay=True, learning_rate_fn=halving, mesh=mesh)
     states, metrics = [initial], []
     for seed in range(num_steps):
         state, m = step(state, batch(16, seed=seed))
@@ -38,13 +38,21 @@ def run_steps(grad_accum_steps, num_steps=3):
     return states, metrics
 
 
+# Compiling the three steps takes most of a minute on 2 busy cores; every test here is slow.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def stepped():
-    return {k: run_steps(k) for k in (1, 4)}
+    # "4 on 4 devices": micro-batches of 4 split over the mesh, one example per device.
+    from flaxnets.train import parallel
+
+    return {"1": run_steps(1), "4": run_steps(4), "4 on 4 devices": run_steps(4, parallel.make_mesh())}
 
 
-def test_accumulated_steps_equal_full_batch_steps_with_adam_schedule_and_ema(stepped):
-    (full, m_full), (accum, m_accum) = stepped[1], stepped[4]
+@pytest.mark.parametrize("accumulated", ["4", "4 on 4 devices"])
+def test_accumulated_steps_equal_full_batch_steps_with_adam_schedule_and_ema(stepped, accumulated):
+    (full, m_full), (accum, m_accum) = stepped["1"], stepped[accumulated]
     for s in range(1, 4):
         assert tree_max_diff(full[s].params, accum[s].params) < 1e-5, s
         assert tree_max_diff(full[s].ema_params, accum[s].ema_params) < 1e-5, s
@@ -55,7 +63,7 @@ def test_accumulated_steps_equal_full_batch_steps_with_adam_schedule_and_ema(ste
 
 
 def test_schedule_optimizer_count_and_ema_advance_once_per_optimizer_step(stepped):
-    states, metrics = stepped[4]
+    states, metrics = stepped["4"]
     for s in range(1, 4):
         state = states[s]
         assert int(state.step) == s
@@ -90,7 +98,6 @@ def digits(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow
 def test_loop_with_accumulation_logs_the_schedule_and_averages_once_per_optimizer_step(digits, tmp_path):
     from flaxnets.train.schedules import build_schedule
     from test_loop import config

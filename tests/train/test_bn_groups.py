@@ -73,6 +73,7 @@ def setup():
     return {"state": state, "grouped": grouped, "whole": whole, "mesh": mesh, "graphdef": graphdef, "tx": tx}
 
 
+@pytest.mark.slow
 def test_grouped_step_equals_the_mean_of_steps_over_each_group_alone(setup):
     state, b = setup["state"], batch(BATCH)
     new, metrics = run(setup["grouped"], state, b)
@@ -89,6 +90,7 @@ def test_grouped_step_equals_the_mean_of_steps_over_each_group_alone(setup):
     assert not np.allclose(whole.batch_stats["bn"]["mean"].value, state.batch_stats["bn"]["mean"].value)
 
 
+@pytest.mark.slow
 def test_permuting_within_groups_changes_nothing_and_across_groups_changes_the_step(setup):
     state, b = setup["state"], batch(BATCH)
     _, base = run(setup["grouped"], state, b)
@@ -104,6 +106,7 @@ def test_permuting_within_groups_changes_nothing_and_across_groups_changes_the_s
     assert abs(other["train_loss"] - base["train_loss"]) > 1e-4
 
 
+@pytest.mark.slow
 def test_under_accumulation_groups_are_formed_inside_each_micro_batch(setup):
     # k = 2: micro-batch j holds examples j, j+2, ...; its 8 examples make 2 groups of 4. The
     # running statistics take one BatchNorm update per micro-batch, in order.
