@@ -109,7 +109,8 @@ def test_permuting_within_groups_changes_nothing_and_across_groups_changes_the_s
 @pytest.mark.slow
 def test_under_accumulation_groups_are_formed_inside_each_micro_batch(setup):
     # k = 2: micro-batch j holds examples j, j+2, ...; its 8 examples make 2 groups of 4. The
-    # running statistics take one BatchNorm update per micro-batch, in order.
+    # running statistics take one BatchNorm update per optimizer step, with the mean of the moments
+    # of all groups of all micro-batches.
     state, b = setup["state"], batch(BATCH)
     k = 2
     step = make_train_step(setup["graphdef"], setup["tx"], loss_fn=loss_fn, mean=MEAN, std=STD,
@@ -120,13 +121,18 @@ def test_under_accumulation_groups_are_formed_inside_each_micro_batch(setup):
     flat = [r for micro in alone for r in micro]
     assert metrics["train_loss"] == pytest.approx(np.mean([m["train_loss"] for _, m in flat]), rel=1e-5)
     assert_trees_close(new.params, tree_mean([s.params for s, _ in flat]))
-    stats = state.batch_stats
-    for micro in alone:
-        # Each group-alone step did old -> 0.9 * old + 0.1 * moments from the initial stats.
-        moments = tree_mean([jax.tree.map(lambda n, o: (n - MOMENTUM * o) / (1 - MOMENTUM), s.batch_stats,
-                                          state.batch_stats) for s, _ in micro])
-        stats = jax.tree.map(lambda o, m: MOMENTUM * o + (1 - MOMENTUM) * m, stats, moments)
-    assert_trees_close(new.batch_stats, stats)
+    # Each group-alone step did old -> 0.9 * old + 0.1 * moments from the initial stats.
+    moments = tree_mean([jax.tree.map(lambda n, o: (n - MOMENTUM * o) / (1 - MOMENTUM), s.batch_stats,
+                                      state.batch_stats) for s, _ in flat])
+    once = jax.tree.map(lambda o, m: MOMENTUM * o + (1 - MOMENTUM) * m, state.batch_stats, moments)
+    assert_trees_close(new.batch_stats, once)
+    chained = state.batch_stats
+    for micro in alone:  # k chained updates (momentum**k per step): what must not happen
+        m = tree_mean([jax.tree.map(lambda n, o: (n - MOMENTUM * o) / (1 - MOMENTUM), s.batch_stats,
+                                    state.batch_stats) for s, _ in micro])
+        chained = jax.tree.map(lambda o, m: MOMENTUM * o + (1 - MOMENTUM) * m, chained, m)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new.batch_stats),
+                                                          jax.tree.leaves(chained))) > 1e-4
 
 
 @pytest.mark.parametrize("overrides, micro_batch", [

@@ -118,17 +118,23 @@ def make_train_step(
 
             keys = jax.random.split(step_key, k)
 
+            # Every micro-batch updates the running statistics from the step's starting values and
+            # the k results are averaged: one update per optimizer step with the mean of the
+            # micro-batch moments, as the reference's per-replica BatchNorm does over k replicas
+            # (k chained updates would make the momentum momentum**k).
             def micro_step(carry, xs):
-                grad_sum, batch_stats = carry
+                grad_sum, stats_sum = carry
                 grads, batch_stats, loss, top1 = forward_backward(
-                    state.params, batch_stats, state.other, *xs)
+                    state.params, state.batch_stats, state.other, *xs)
                 grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
-                return (grad_sum, batch_stats), (loss, top1)
+                stats_sum = jax.tree.map(jnp.add, stats_sum, batch_stats)
+                return (grad_sum, stats_sum), (loss, top1)
 
-            zeros = jax.tree.map(jnp.zeros_like, state.params)
-            (grad_sum, batch_stats), (losses, top1s) = jax.lax.scan(
-                micro_step, (zeros, state.batch_stats), (split(images), split(labels), keys))
+            zeros = (jax.tree.map(jnp.zeros_like, state.params), jax.tree.map(jnp.zeros_like, state.batch_stats))
+            (grad_sum, stats_sum), (losses, top1s) = jax.lax.scan(
+                micro_step, zeros, (split(images), split(labels), keys))
             grads = jax.tree.map(lambda g: g / k, grad_sum)
+            batch_stats = jax.tree.map(lambda s: s / k, stats_sum)
             loss, top1 = losses.mean(), top1s.mean()
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
