@@ -96,7 +96,8 @@ def _variance_scaling(scale: float, mode: str, distribution: str, in_axis=-2, ou
             values = rng.uniform(-limit, limit, shape)
         else:
             raise ValueError(f"unknown distribution {distribution!r}")
-        return jnp.asarray(values, dtype)
+        # Cast on the host: a device-side cast would compile one XLA program per shape.
+        return jnp.asarray(values.astype(np.dtype(dtype)))
 
     return init
 
@@ -105,7 +106,7 @@ def _uniform_symmetric(limit: float):
     def init(key, shape, dtype=jnp.float32):
         if isinstance(key, jax.core.Tracer):  # under jit / eval_shape: stay in JAX
             return jax.random.uniform(key, shape, dtype, -limit, limit)
-        return jnp.asarray(_numpy_rng(key).uniform(-limit, limit, shape), dtype)
+        return jnp.asarray(_numpy_rng(key).uniform(-limit, limit, shape).astype(np.dtype(dtype)))
 
     return init
 

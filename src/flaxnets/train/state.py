@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx, struct
 
@@ -49,7 +50,8 @@ def split_model(model: nnx.Module):
 
 
 def _copy(tree):
-    return jax.tree.map(jnp.array, tree)
+    # Host copies: one jnp.array per leaf would compile one XLA program per shape at start-up.
+    return jax.tree.map(lambda x: np.array(x), tree)
 
 
 def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, *, seed: int,
@@ -65,7 +67,8 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, *, s
         params=params,
         batch_stats=batch_stats,
         other=other,
-        opt_state=tx.init(params),
+        # One jitted init instead of a program per zeros_like leaf.
+        opt_state=jax.jit(tx.init)(params),
         ema_params=_copy(params) if ema else None,
         ema_batch_stats=_copy(batch_stats) if ema and ema_batch_stats else None,
         rng=jax.random.fold_in(jax.random.PRNGKey(seed), 1),
