@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,17 @@ class DataStateRestore(ocp.args.CheckpointArgs):
     pass
 
 
+class _NoMetricNotice(logging.Filter):
+    """Drops Orbax's notice for saves without metrics: only evaluation steps carry top-1, and
+    the best-checkpoint policy is built for that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Requested `tracked_metric`")
+
+
+logging.getLogger("absl").addFilter(_NoMetricNotice())
+
+
 def _best_metric(metrics) -> float:
     return float(metrics[BEST_METRIC])
 
@@ -124,6 +137,35 @@ class Checkpointer:
         restored = self.manager.restore(int(step), args=ocp.args.Composite(**items))
         return restored["state"], (restored["data"] if has_data else None)
 
+    def restore_newest_readable(self, abstract_state, *, warn, with_data: bool = True):
+        """Restore the newest checkpoint that reads back; returns (step, state, data_state).
+
+        A checkpoint that fails to restore (cut short by a crash or damaged on disk) is reported
+        through `warn(line)` and moved to `WORKDIR/checkpoints-unreadable/` (kept for inspection,
+        and out of the way of the resumed run, which will save that step again); the next older
+        one is tried. Raises FlaxnetsError when none is readable.
+        """
+        from flaxnets.errors import FlaxnetsError
+
+        steps = self.all_steps()
+        for step in reversed(steps):
+            try:
+                state, data_state = self.restore(step, abstract_state, with_data=with_data)
+                return step, state, data_state
+            except Exception as e:  # any failure to read back means this checkpoint is unusable
+                reason = (str(e).strip().splitlines() or [""])[0][:200]
+                aside = self.directory.parent / f"{CHECKPOINT_DIR}-unreadable"
+                warn(f"warning: checkpoint at step {step} in {self.directory} is unreadable "
+                     f"({type(e).__name__}: {reason}); moved to {aside}, trying the previous one")
+                _sync("unreadable-checkpoint")
+                if jax.process_index() == 0:
+                    aside.mkdir(exist_ok=True)
+                    (self.directory / str(step)).rename(aside / f"{step}-{int(time.time())}")
+                _sync("unreadable-checkpoint-moved")
+                self.manager.reload()
+        raise FlaxnetsError(f"no readable checkpoint in {self.directory} (tried steps {steps}); "
+                            "move the directory away to start afresh")
+
     def wait(self) -> None:
         """Block until pending asynchronous saves are on disk."""
         self.manager.wait_until_finished()
@@ -132,6 +174,13 @@ class Checkpointer:
         """Finish pending saves and release the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def abstract_like(tree):

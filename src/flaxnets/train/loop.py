@@ -230,7 +230,11 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     del model
     state = parallel.replicate(jax.device_get(state), mesh)
     if start_step is not None:
-        state, data_state = ckpt.restore(start_step, abstract_like(state))
+        def warn(line):
+            if is_main:
+                print(line, file=stream, flush=True)
+
+        start_step, state, data_state = ckpt.restore_newest_readable(abstract_like(state), warn=warn)
         if data_state is not None:
             train_iter.set_state(data_state)
     start_step = int(start_step or 0)
