@@ -1,6 +1,7 @@
 """Keras 3 applications -> flaxnets: weights load through the file importer and the logits
 agree (float32, eval mode, random weights and randomised BatchNorm statistics)."""
 
+import functools
 import os
 
 import jax
@@ -15,7 +16,10 @@ from flaxnets.weights.keras import is_keras_file, load_keras, transfer_from_kera
 RESOLUTION = 64
 
 
+@functools.cache
 def _keras_model(builder, seed, **kwargs):
+    """A Keras application with random weights and BatchNorm statistics (built once per
+    arguments: building and randomising takes most of a minute on 2 cores)."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -98,3 +102,26 @@ def test_keras_archive_mismatch_and_skip_classifier(tmp_path):
         load_keras(large, archive)
     with pytest.raises(FlaxnetsError, match="not a Keras"):
         load_keras(large, os.devnull)
+
+
+@pytest.mark.slow
+def test_weights_h5_file_through_load_weights_gives_the_keras_logits(tmp_path):
+    # The user's path: a keras.applications `.weights.h5` file -> the padding / eps it asks for
+    # -> flaxnets.load_weights (layout detected from the file) -> the Keras model's logits.
+    import flaxnets
+    from flaxnets.weights import inspect_weights
+
+    builder, kwargs = _builders()["mobilenet_v3_small"]
+    reference = _keras_model(builder, 0, **kwargs)  # the one test_logits_match_keras built
+    path = tmp_path / "mobilenet_v3_small.weights.h5"
+    reference.save_weights(path)
+    info = inspect_weights(path)
+    assert (info.layout, info.padding, info.bn_epsilon) == ("keras", "same", 1e-3)
+    model = nnx.eval_shape(lambda: create_model("mobilenet_v3_small", num_classes=10, **info.model_overrides()))
+    flaxnets.load_weights(model, path)
+    model.eval()
+    x = np.random.default_rng(4).normal(size=(2, RESOLUTION, RESOLUTION, 3)).astype(np.float32)
+    expected = reference.predict(x, verbose=0)  # one compiled graph: faster than eager layers
+    ours = np.asarray(nnx.jit(lambda m, x: m(x))(model, x))
+    assert ours.shape == (2, 10)
+    assert _relative_error(ours, expected) < 1e-4

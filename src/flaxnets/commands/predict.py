@@ -1,25 +1,41 @@
-"""`flaxnets predict`: top-5 ImageNet classes for image files with pretrained weights."""
+"""`flaxnets predict`: the top-5 classes of image files, with pretrained weights (--model and
+--weights) or a training run's saved weights (--workdir)."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import functools
 import json
+import sys
 
 from flaxnets.errors import FlaxnetsError, UsageError
 
 NAME = "predict"
-HELP = "Classify images with a model and pretrained weights; print the top-5 classes."
+HELP = "Classify images with pretrained weights or a run's saved weights; print the top-5 classes."
+
+
+def add_source_arguments(parser):
+    """--model/--weights or --workdir/--checkpoint/--ema: where the network and its weights come from."""
+    parser.add_argument("--model", metavar="NAME", help="zoo model name, e.g. efficientnet_lite0 (with --weights)")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="weights file: .pth/.bin/.safetensors (timm, EfficientNet-PyTorch) or .weights.h5/.keras")
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="a `flaxnets train` work directory: model, classes and preprocessing from its config.json")
+    parser.add_argument("--checkpoint", metavar="WHICH",
+                        help="with --workdir: latest (default), best or a saved step number")
+    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                        help="with --workdir: use the EMA weights (default: when the run kept them) or, with --no-ema, the raw ones")
 
 
 def add_arguments(parser):
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    parser.add_argument("--model", required=True, help="model name, e.g. efficientnet_lite0")
-    parser.add_argument("--weights", required=True,
-                        help="weights file: .pth/.bin/.safetensors (timm, EfficientNet-PyTorch) or .weights.h5/.keras")
+    add_source_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON list of {path, top5}")
     parser.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
-    parser.add_argument("--resolution", type=int, help="input size (default: the model's)")
-    parser.add_argument("--crop-fraction", type=float, help="eval centre-crop fraction (default: the model's)")
-    parser.add_argument("--mean", type=float, nargs=3, help="per-channel mean, 0-255 scale (default: the weights' or model's)")
+    parser.add_argument("--resolution", type=int, help="input size (default: the model's or the run's)")
+    parser.add_argument("--crop-fraction", type=float, help="eval centre-crop fraction (default: the model's or the run's)")
+    parser.add_argument("--mean", type=float, nargs=3, help="per-channel mean, 0-255 scale (default: the weights', run's or model's)")
     parser.add_argument("--std", type=float, nargs=3, help="per-channel std, 0-255 scale")
 
 
@@ -41,19 +57,24 @@ def center_crop(image, resolution: int, crop_fraction: float, interpolation: str
     return np.asarray(image.resize((resolution, resolution), resample, box=box), dtype=np.uint8)
 
 
+@functools.cache
+def _probabilities():
+    """softmax(model(x)) under nnx.jit: compiled once per architecture and input shape."""
+    import jax
+    from flax import nnx
+
+    return nnx.jit(lambda model, x: jax.nn.softmax(model(x), axis=-1))
+
+
 def classify(model, images, *, mean, std, top_k: int = 5):
     """Top-k (class_id, probability) per image for a uint8 NHWC batch, model in eval mode;
     also returns the number of classes."""
-    import jax
     import jax.numpy as jnp
     import numpy as np
 
     x = (jnp.asarray(images, jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
-    from flax import nnx
-
     model.eval()
-    graphdef, state = nnx.split(model)
-    probs = np.asarray(jax.jit(lambda s, x: jax.nn.softmax(nnx.merge(graphdef, s)(x), axis=-1))(state, x))
+    probs = np.asarray(_probabilities()(model, x))
     top = np.argsort(-probs, axis=-1)[:, :top_k]
     return [[(int(c), float(p[c])) for c in row] for row, p in zip(top, probs)], probs.shape[-1]
 
@@ -67,37 +88,93 @@ def load_pretrained(model_name: str, weights: str):
     return model, info.mean, info.std
 
 
-def run(args) -> int:
+@dataclasses.dataclass
+class Loaded:
+    """A network in eval mode with the preprocessing its weights expect."""
 
+    model: object
+    resolution: int
+    crop_fraction: float
+    interpolation: str
+    mean: tuple
+    std: tuple
+    #: Class names in label order, or None when unknown (ids only).
+    class_names: list[str] | None
+
+
+def check_source(args) -> None:
+    """Exactly one of --workdir DIR or --model NAME with --weights FILE; --checkpoint and
+    --ema only with --workdir. Raises UsageError otherwise."""
+    if args.workdir and (args.model or args.weights):
+        raise UsageError("give either --workdir DIR or --model NAME with --weights FILE, not both")
+    if not args.workdir:
+        if bool(args.model) != bool(args.weights):
+            given, missing = ("--model", "--weights FILE") if args.model else ("--weights", "--model NAME")
+            raise UsageError(f"{given} needs {missing} (or give --workdir DIR instead)")
+        if not args.model:
+            raise UsageError("give either --workdir DIR or --model NAME with --weights FILE")
+        if args.checkpoint is not None or args.ema is not None:
+            raise UsageError("--checkpoint and --ema/--no-ema choose weights in a --workdir; they need --workdir DIR")
+
+
+def load_source(args, stream=None) -> Loaded:
+    """The network and its eval preprocessing from --model/--weights or --workdir (the run's
+    config.json; EMA weights when the run kept them unless --no-ema, said on `stream`)."""
+    from flaxnets.weights import imagenet_class_names
+
+    stream = sys.stderr if stream is None else stream
+    check_source(args)
+    if args.workdir:
+        from flaxnets.train.restore import restore_run
+
+        run = restore_run(args.workdir, args.checkpoint or "latest")
+        ema = run.has_ema if args.ema is None else args.ema
+        model = run.model(ema=ema)
+        if ema:
+            which = "EMA weights (--no-ema for the raw weights)"
+        else:
+            which = "raw weights" + ("" if run.has_ema else " (the run kept no EMA)")
+        print(f"{run.workdir}: {run.config.model.name}, checkpoint step {run.step}, {which}", file=stream)
+        prep = run.preprocessing()
+        num_classes = run.config.model.num_classes
+        names = imagenet_class_names() if num_classes == 1000 else run.class_names
+        return Loaded(model, prep["image_size"], prep["crop_fraction"], prep["interpolation"],
+                      tuple(prep["mean"]), tuple(prep["std"]), names)
+    from flaxnets.models import get_spec
+
+    spec = get_spec(args.model)
+    model, mean, std = load_pretrained(args.model, args.weights)
+    return Loaded(model, spec.resolution, spec.crop_fraction, spec.interpolation, tuple(mean or spec.mean),
+                  tuple(std or spec.std), imagenet_class_names())
+
+
+def run(args) -> int:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
-
-    from flaxnets.weights import imagenet_class_names
 
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: expected a positive integer")
     if args.crop_fraction is not None and not 0 < args.crop_fraction <= 1:
         raise UsageError(f"--crop-fraction {args.crop_fraction}: expected a value in (0, 1]")
-    from flaxnets.models import get_spec
-
-    spec = get_spec(args.model)
-    model, mean, std = load_pretrained(args.model, args.weights)
-    resolution = args.resolution or spec.resolution
-    crop_fraction = args.crop_fraction or spec.crop_fraction
-    mean = args.mean or mean or spec.mean
-    std = args.std or std or spec.std
+    check_source(args)
+    loaded = load_source(args)
+    resolution = args.resolution or loaded.resolution
+    crop_fraction = args.crop_fraction or loaded.crop_fraction
+    mean = args.mean or loaded.mean
+    std = args.std or loaded.std
     batch = []
     for path in args.images:
         try:
             with Image.open(path) as image:
-                batch.append(center_crop(image, resolution, crop_fraction, spec.interpolation))
+                batch.append(center_crop(image, resolution, crop_fraction, loaded.interpolation))
         except (FileNotFoundError, UnidentifiedImageError, IsADirectoryError) as e:
             raise FlaxnetsError(f"cannot read image {path}: {e.__class__.__name__}") from e
-    results, num_classes = classify(model, np.stack(batch), mean=mean, std=std, top_k=args.top_k)
-    names = imagenet_class_names() if num_classes == 1000 else [f"class {c}" for c in range(num_classes)]
+    results, num_classes = classify(loaded.model, np.stack(batch), mean=mean, std=std, top_k=args.top_k)
+    names = loaded.class_names if loaded.class_names and len(loaded.class_names) == num_classes else None
     if args.json:
         out = [
-            {"path": path, "top5": [{"class_id": c, "name": names[c], "prob": p} for c, p in top]}
+            {"path": path,
+             "top5": [{"class_id": c, "name": names[c] if names else None, "prob": p} for c, p in top]}
             for path, top in zip(args.images, results)
         ]
         print(json.dumps(out, indent=2))
@@ -105,6 +182,5 @@ def run(args) -> int:
     for path, top in zip(args.images, results):
         print(path)
         for c, p in top:
-            print(f"  {p:7.2%}  {c:4d}  {names[c]}")
+            print(f"  {p:7.2%}  {c:4d}" + (f"  {names[c]}" if names else ""))
     return 0
-

@@ -60,76 +60,22 @@ def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_siz
     `checkpoint`: "latest", "best" or a step number. Preprocessing is the run's own (its
     config.json). Returns eval_top1 / eval_top5 / eval_count (+ EMA figures) and "step".
     """
-    import json
-    from pathlib import Path
-
-    import jax.numpy as jnp
-    from flax import nnx
-
     from flaxnets import data as data_lib
-    from flaxnets.config import Config
-    from flaxnets.errors import FlaxnetsError
-    from flaxnets.models import create_model, param_kinds
-    from flaxnets.train.checkpoint import Checkpointer
-    from flaxnets.train.loop import CONFIG_FILE, resolve_preprocessing
-    from flaxnets.train.optim import build_optimizer
-    from flaxnets.train.state import create_train_state
+    from flaxnets.train.restore import restore_run
     from flaxnets.train.step import make_eval_step
 
-    workdir = Path(workdir)
-    config_path = workdir / CONFIG_FILE
-    if not config_path.exists():
-        raise FlaxnetsError(f"--workdir {str(workdir)!r} holds no {CONFIG_FILE}; expected a `flaxnets train` work directory")
-    config = Config.from_dict(json.loads(config_path.read_text()))
-    ckpt = Checkpointer(str(workdir), keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best,
-                        async_save=False, read_only=True)
-    try:
-        if checkpoint == "latest":
-            step = ckpt.latest_step()
-        elif checkpoint == "best":
-            step = ckpt.best_step()
-        elif str(checkpoint).isdigit():
-            step = int(checkpoint) if int(checkpoint) in ckpt.all_steps() else None
-        else:
-            raise FlaxnetsError(f"--checkpoint {checkpoint!r}: expected latest, best or a saved step number")
-        if step is None:
-            raise FlaxnetsError(f"no checkpoint {checkpoint!r} in {workdir / 'checkpoints'} (saved: {ckpt.all_steps() or 'none'})")
-
-        mesh = parallel.make_mesh()
-        model_kwargs = config.model.overrides()
-        if "dtype" in model_kwargs:
-            model_kwargs["dtype"] = jnp.dtype(model_kwargs["dtype"])
-        num_train = config.data.num_train_examples or 1
-        model = nnx.eval_shape(lambda: create_model(config.model.name, num_classes=config.model.num_classes,
-                                                    rngs=nnx.Rngs(config.seed), **model_kwargs))
-        # Only the optimizer state's structure is needed to restore; a real schedule would need
-        # the training-set size, which the config often leaves to the data (None).
-        tx = build_optimizer(config, param_kinds(model), num_train, lambda step: jnp.zeros((), jnp.float32))
-        holder = {}
-
-        def abstract_state():
-            holder["graphdef"], state = create_train_state(
-                model, tx, seed=config.seed, ema=config.ema.decay is not None,
-                ema_batch_stats=config.ema.include_batch_stats)
-            return state
-
-        abstract = jax.eval_shape(abstract_state)
-        replicated = parallel.replicated(mesh)
-        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
-        state, _ = ckpt.restore(step, abstract, with_data=False)
-    finally:
-        ckpt.close()
-
-    prep = resolve_preprocessing(config)
-    eval_batch = batch_size or config.eval.batch_size
+    run = restore_run(workdir, checkpoint)
+    mesh = run.mesh
+    prep = run.preprocessing()
+    eval_batch = batch_size or run.config.eval.batch_size
     eval_batch = -(-eval_batch // mesh.devices.size) * mesh.devices.size
     loader = data_lib.eval_loader(
         data_dir, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
         interpolation=prep["interpolation"], global_batch_size=eval_batch,
         process_index=jax.process_index(), process_count=jax.process_count(),
         device_count=jax.local_device_count(), split=split)
-    eval_step = make_eval_step(holder["graphdef"], mean=prep["mean"], std=prep["std"], mesh=mesh)
-    result = evaluate_state(eval_step, state, iter(loader), mesh)
-    result["step"] = int(step)
+    eval_step = make_eval_step(run.graphdef, mean=prep["mean"], std=prep["std"], mesh=mesh)
+    result = evaluate_state(eval_step, run.state, iter(loader), mesh)
+    result["step"] = run.step
     result["eval_skipped"] = loader.coverage()["num_skipped"]
     return result

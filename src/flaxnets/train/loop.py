@@ -19,6 +19,9 @@ from pathlib import Path
 from flaxnets.errors import FlaxnetsError
 
 CONFIG_FILE = "config.json"
+#: The training data's class names in label order (folder names, or a records manifest's map),
+#: so `flaxnets predict --workdir` can name the classes of a run that is not ImageNet.
+CLASS_NAMES_FILE = "class_names.json"
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -60,6 +63,14 @@ def _sync_config(workdir: Path, config, has_checkpoint: bool, allow_config_chang
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(new, indent=2) + "\n")
         os.replace(tmp, path)
+
+
+def _write_class_names(workdir: Path, source) -> None:
+    names = getattr(source, "class_names", None)
+    if names:
+        tmp = workdir / (CLASS_NAMES_FILE + ".tmp")
+        tmp.write_text(json.dumps([str(n) for n in names]) + "\n")
+        os.replace(tmp, workdir / CLASS_NAMES_FILE)
 
 
 class _Preemption:
@@ -220,6 +231,8 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     ckpt = Checkpointer(str(workdir), keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best)
     start_step = ckpt.latest_step()
     _sync_config(workdir, config, start_step is not None, allow_config_change, write=is_main)
+    if is_main:
+        _write_class_names(workdir, train_iter.source)
     if start_step is None and init_from is not None:
         from flaxnets import load_weights
 

@@ -1,0 +1,124 @@
+"""A `flaxnets train` work directory read back: its config, a saved train state, and the model
+with the raw or EMA weights. Shared by `flaxnets eval/predict/export --workdir`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from flaxnets.errors import FlaxnetsError
+
+
+@dataclasses.dataclass
+class SavedRun:
+    """One checkpoint of a run: `state` is the restored `TrainState` (replicated over `mesh`)."""
+
+    workdir: Path
+    config: Any
+    step: int
+    graphdef: Any
+    state: Any
+    mesh: Any
+    #: The training data's class names in label order, when the run recorded them.
+    class_names: list[str] | None
+
+    @property
+    def has_ema(self) -> bool:
+        """True when the run kept an exponential moving average of the weights."""
+        return self.state.ema_params is not None
+
+    def preprocessing(self) -> dict:
+        """The run's eval preprocessing: image_size, crop_fraction, interpolation, mean, std."""
+        from flaxnets.train.loop import resolve_preprocessing
+
+        return resolve_preprocessing(self.config)
+
+    def model(self, ema: bool | None = None):
+        """The network in eval mode with the EMA weights (`ema` None: when the run kept them)
+        or the raw ones."""
+        from flaxnets.train.state import merge_model
+
+        if ema is None:
+            ema = self.has_ema
+        if ema and not self.has_ema:
+            raise FlaxnetsError(f"{self.workdir} has no EMA weights (the run's ema.decay is none); drop --ema")
+        return merge_model(self.graphdef, *self.state.eval_variables(ema=ema), train=False)
+
+
+def _select_step(ckpt, checkpoint, workdir: Path) -> int:
+    if checkpoint == "latest":
+        step = ckpt.latest_step()
+    elif checkpoint == "best":
+        step = ckpt.best_step()
+    elif str(checkpoint).isdigit():
+        step = int(checkpoint) if int(checkpoint) in ckpt.all_steps() else None
+    else:
+        raise FlaxnetsError(f"--checkpoint {checkpoint!r}: expected latest, best or a saved step number")
+    if step is None:
+        raise FlaxnetsError(f"no checkpoint {checkpoint!r} in {workdir / 'checkpoints'} (saved: {ckpt.all_steps() or 'none'})")
+    return int(step)
+
+
+def restore_run(workdir, checkpoint: str = "latest", mesh=None) -> SavedRun:
+    """Read `workdir`'s config.json and restore checkpoint `checkpoint` ("latest", "best" or a
+    step number), replicated over `mesh` (default: every device). The model is rebuilt from the
+    config (name, num_classes, overrides) without initialising any weights."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from flaxnets.config import Config
+    from flaxnets.models import create_model, param_kinds
+    from flaxnets.train import parallel
+    from flaxnets.train.checkpoint import Checkpointer
+    from flaxnets.train.loop import CLASS_NAMES_FILE, CONFIG_FILE
+    from flaxnets.train.optim import build_optimizer
+    from flaxnets.train.state import create_train_state
+
+    workdir = Path(workdir)
+    config_path = workdir / CONFIG_FILE
+    if not config_path.is_file():
+        raise FlaxnetsError(f"--workdir {str(workdir)!r} holds no {CONFIG_FILE}; expected a `flaxnets train` work directory")
+    config = Config.from_dict(json.loads(config_path.read_text()))
+    class_names = None
+    names_path = workdir / CLASS_NAMES_FILE
+    if names_path.is_file():
+        names = json.loads(names_path.read_text())
+        if isinstance(names, list) and len(names) == config.model.num_classes:
+            class_names = [str(n) for n in names]
+
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    ckpt = Checkpointer(str(workdir), keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best,
+                        async_save=False, read_only=True)
+    try:
+        step = _select_step(ckpt, checkpoint, workdir)
+        model_kwargs = config.model.overrides()
+        if "dtype" in model_kwargs:
+            model_kwargs["dtype"] = jnp.dtype(model_kwargs["dtype"])
+        model = nnx.eval_shape(lambda: create_model(config.model.name, num_classes=config.model.num_classes,
+                                                    rngs=nnx.Rngs(config.seed), **model_kwargs))
+        # Only the optimizer state's structure is needed to restore; a real schedule would need
+        # the training-set size, which the config often leaves to the data (None).
+        num_train = config.data.num_train_examples or 1
+        tx = build_optimizer(config, param_kinds(model), num_train, lambda step: jnp.zeros((), jnp.float32))
+        holder = {}
+        # The abstract model's arrays go in as arguments: captured as constants, the EMA copy
+        # (jnp.array of a ShapeDtypeStruct) would fail.
+        model_graphdef, model_state = nnx.split(model)
+
+        def abstract_state(model_state):
+            holder["graphdef"], state = create_train_state(
+                nnx.merge(model_graphdef, model_state), tx, seed=config.seed, ema=config.ema.decay is not None,
+                ema_batch_stats=config.ema.include_batch_stats)
+            return state
+
+        abstract = jax.eval_shape(abstract_state, model_state)
+        replicated = parallel.replicated(mesh)
+        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
+        state, _ = ckpt.restore(step, abstract, with_data=False)
+    finally:
+        ckpt.close()
+    return SavedRun(workdir=workdir, config=config, step=step, graphdef=holder["graphdef"], state=state,
+                    mesh=mesh, class_names=class_names)
