@@ -312,7 +312,8 @@ def export_state_dict(model, layout: str = "timm") -> dict[str, np.ndarray]:
     sd: dict[str, np.ndarray] = {}
 
     def put(name: str, layer: Layer, as_linear: bool = False):
-        arrays = {k: np.asarray(v.value, np.float32) for k, v in layer.arrays.items()}
+        # Copies: a NumPy view of a CPU device buffer would change when a train step donates it.
+        arrays = {k: np.array(v.value, np.float32) for k, v in layer.arrays.items()}
         if layer.kind == "bn":
             for tensor, role in _BN_ROLE.items():
                 sd[f"{name}.{tensor}"] = arrays[role]
