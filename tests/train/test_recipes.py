@@ -91,3 +91,24 @@ def test_recipe_model_builds_and_optimizer_steps(name):
     assert logits.shape == (1, config.model.num_classes) and logits.dtype == jnp.float32
     grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
     optimizer.update(model, grads)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_docstring_command_runs_through_the_cli_parser_and_config(name):
+    """The command a recipe's docstring shows parses as `flaxnets train` and its --set keys apply,
+    so a user who copies it gets a run, not a usage error."""
+    import importlib
+    import re
+    import shlex
+
+    from flaxnets.cli import build_parser
+    from flaxnets.commands.train import load_config
+
+    doc = importlib.import_module(f"flaxnets.recipes.{name}").__doc__
+    found = re.search(r"^\s*(flaxnets (?:train|demo)\b.*?)(?<!\\)$", doc, re.M | re.S)
+    assert found, f"{name}: no `flaxnets train` command in the docstring"
+    argv = shlex.split(found.group(1).replace("\\\n", " "))[1:]
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        assert args.recipe == name
+        load_config(args.recipe, args.overrides)

@@ -12,8 +12,7 @@ The seed write-up's best JAX run of this recipe reached 76.04% (float32, batch 2
 75.80%). `flaxnets lr efficientnet_b0_tpu --steps 3126,3127` shows the first decayed value.
 
 Command:
-    flaxnets train --recipe efficientnet_b0_tpu --workdir runs/efficientnet_b0_tpu \
-        --set data.train_source=/data/imagenet/train --set data.eval_source=/data/imagenet/val
+    flaxnets train --recipe efficientnet_b0_tpu --data /data/imagenet --workdir runs/efficientnet_b0_tpu
 """
 
 from flaxnets.config import Config

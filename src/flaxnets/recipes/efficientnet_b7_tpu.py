@@ -9,8 +9,7 @@ ramp to the peak; L2 1e-5 on all but BatchNorm; label smoothing 0.1; stochastic 
 0.9999 including BatchNorm statistics (TF's num_updates warm-up).
 
 Command:
-    flaxnets train --recipe efficientnet_b7_tpu --workdir runs/efficientnet_b7_tpu \
-        --set data.train_source=/data/imagenet/train --set data.eval_source=/data/imagenet/val
+    flaxnets train --recipe efficientnet_b7_tpu --data /data/imagenet --workdir runs/efficientnet_b7_tpu
 """
 
 from flaxnets.config import Config

@@ -9,8 +9,7 @@ this setup; the seed write-up's fourth run reached 73.31% top-1 / 91.13% top-5 a
 weight decay 0.01 (`--set optimizer.weight_decay=0.01` reproduces that run).
 
 Command:
-    flaxnets train --recipe mobilenet_v3_large_mnv4_setup --workdir runs/mnv3l_mnv4 \
-        --set data.train_source=/data/imagenet/train --set data.eval_source=/data/imagenet/val
+    flaxnets train --recipe mobilenet_v3_large_mnv4_setup --data /data/imagenet --workdir runs/mnv3l_mnv4
 """
 
 from flaxnets.config import (Config, DataConfig, EmaConfig, LossConfig, ModelConfig, OptimizerConfig,

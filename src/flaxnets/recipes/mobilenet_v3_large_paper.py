@@ -7,8 +7,7 @@ batch/192 (0.4267 at 4096) x 0.99^floor(step / 3 epochs), the first 5 epochs rep
 ramp to the peak; L2 1e-5 on all but BatchNorm; label smoothing 0.1; dropout 0.2; EMA 0.9999.
 
 Command:
-    flaxnets train --recipe mobilenet_v3_large_paper --workdir runs/mnv3l_paper \
-        --set data.train_source=/data/imagenet/train --set data.eval_source=/data/imagenet/val
+    flaxnets train --recipe mobilenet_v3_large_paper --data /data/imagenet --workdir runs/mnv3l_paper
 """
 
 from flaxnets.config import Config

@@ -6,8 +6,7 @@ imagenet_mobilenetv3large_tpu.yaml ("~75.7% top-1"); the AdamW is TF-Vision's Ad
 this recipe in JAX reached 74.42%.
 
 Command:
-    flaxnets train --recipe mobilenet_v3_large_tfvision --workdir runs/mnv3l_tfvision \
-        --set data.train_source=/data/imagenet/train --set data.eval_source=/data/imagenet/val
+    flaxnets train --recipe mobilenet_v3_large_tfvision --data /data/imagenet --workdir runs/mnv3l_tfvision
     # on hardware that cannot hold 4096: --set train.grad_accum_steps=4 (4 x 1024 per step)
 
 Notes: the yaml runs 218,000 steps ("700 epochs"; 700 x 312 would be 218,400), so the run and the

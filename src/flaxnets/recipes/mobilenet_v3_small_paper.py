@@ -4,8 +4,7 @@ Source: Howard et al., "Searching for MobileNetV3" (ICCV 2019), section 6.1.1; t
 67.4% top-1. Same settings as `mobilenet_v3_large_paper` (see that docstring).
 
 Command:
-    flaxnets train --recipe mobilenet_v3_small_paper --workdir runs/mnv3s_paper \
-        --set data.train_source=/data/imagenet/train --set data.eval_source=/data/imagenet/val
+    flaxnets train --recipe mobilenet_v3_small_paper --data /data/imagenet --workdir runs/mnv3s_paper
 """
 
 from flaxnets.config import Config

@@ -7,8 +7,7 @@ to the schedule's value at step 1,560 (TF-Vision LinearWarmup); EMA 0.9999 over 
 including BatchNorm statistics, with TF-Vision's dynamic decay.
 
 Command:
-    flaxnets train --recipe mobilenet_v3_small_tfvision --workdir runs/mnv3s_tfvision \
-        --set data.train_source=/data/imagenet/train --set data.eval_source=/data/imagenet/val
+    flaxnets train --recipe mobilenet_v3_small_tfvision --data /data/imagenet --workdir runs/mnv3s_tfvision
 
 Notes: TF-Vision builds Keras' legacy RMSprop, whose mean-square accumulator starts at 0 (TF1's
 starts at 1.0); eps 0.002 inside the square root. `l2_weight_decay: 1e-5` becomes Keras
