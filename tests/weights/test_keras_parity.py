@@ -40,6 +40,13 @@ def _keras_model(builder, seed, **kwargs):
     return model
 
 
+def _keras_logits(model, x):
+    """The Keras model's inference logits as one jitted graph (eager layers compile op by op)."""
+    step = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+    return np.asarray(step([v.value for v in model.trainable_variables],
+                           [v.value for v in model.non_trainable_variables], x))
+
+
 def _builders():
     import keras
 
@@ -67,7 +74,7 @@ def test_logits_match_keras(name):
     reference = _keras_model(builder, 0, **kwargs)
     x = np.random.default_rng(1).normal(size=(2, RESOLUTION, RESOLUTION, 3)).astype(np.float32)
     scale = 255.0 if name.startswith("efficientnet") else 1.0
-    expected = np.asarray(reference(x * scale, training=False))
+    expected = _keras_logits(reference, x * scale)
     model = nnx.eval_shape(lambda: create_model(name, num_classes=10))
     transfer_from_keras(model, reference)
     model.eval()
@@ -80,7 +87,7 @@ def test_logits_match_keras(name):
 def test_keras_archive_mismatch_and_skip_classifier(tmp_path):
     import keras
 
-    reference = _keras_model(keras.applications.MobileNetV3Small, 2, include_preprocessing=False)
+    reference = _keras_model(keras.applications.MobileNetV3Small, 0, include_preprocessing=False)
     archive = tmp_path / "small.keras"
     reference.save(archive)
     assert is_keras_file(archive) and not is_keras_file(tmp_path / "missing.h5")

@@ -51,7 +51,8 @@ def split_model(model: nnx.Module):
 
 def _copy(tree):
     # Host copies: one jnp.array per leaf would compile one XLA program per shape at start-up.
-    return jax.tree.map(lambda x: np.array(x), tree)
+    # (Under tracing, as when restore builds an abstract state, the copy stays in JAX.)
+    return jax.tree.map(lambda x: jnp.array(x) if isinstance(x, jax.core.Tracer) else np.array(x), tree)
 
 
 def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, *, seed: int,
