@@ -46,7 +46,11 @@ class Proc(subprocess.Popen):
         return self.log_path.read_text()
 
 
-def start_train(data, workdir, *extra_sets, args=(), devices: int = 1, log_name=None) -> Proc:
+#: Every run is data-parallel over this many CPU devices (as two processes of one device each are).
+DEVICES = 2
+
+
+def start_train(data, workdir, *extra_sets, args=(), devices: int = DEVICES, log_name=None) -> Proc:
     """Start `flaxnets train --recipe digits_demo` with the SMALL settings plus `extra_sets`."""
     workdir = Path(workdir)
     cmd = [PYTHON, "-m", "flaxnets", "train", "--recipe", "digits_demo", "--data", str(data),

@@ -12,7 +12,7 @@ import socket
 import numpy as np
 import pytest
 
-from reliab_helpers import load_state, read_losses, start_train, wait_ok
+from reliab_helpers import DEVICES, load_state, read_losses, start_train, wait_ok
 from test_resume import flatten
 
 pytestmark = pytest.mark.slow
@@ -24,11 +24,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_processes(data, workdir, max_steps: int, tag: str) -> list[str]:
+def _two_processes(data, workdir, tag: str, args=()) -> list[str]:
     port = _free_port()
     procs = [start_train(data, workdir, devices=1, log_name=f"{tag}-process{i}.log",
-                         args=["--max-steps", str(max_steps), "--coordinator", f"127.0.0.1:{port}",
-                               "--num-processes", "2", "--process-id", str(i)])
+                         args=[*args, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)])
              for i in range(2)]
     return [wait_ok(p, timeout=600) for p in procs]
 
@@ -38,28 +38,27 @@ def _eval_counts(workdir) -> dict[int, int]:
     return {r["step"]: r["eval_count"] for r in records if "eval_count" in r}
 
 
-def test_two_processes_train_and_resume_like_one_process_with_two_devices(digits_dir, tmp_path):
+def test_two_processes_train_and_resume_like_one_process_with_two_devices(digits_dir, reference, tmp_path):
+    # `reference`: the same recipe and global batch, uninterrupted, one process with 2 devices.
+    assert DEVICES == 2
     two = tmp_path / "two-processes"
-    _two_processes(digits_dir, two, 4, "first")
+    _two_processes(digits_dir, two, "first", args=["--max-steps", "4"])
     step4 = two / "checkpoints" / "4"
     # Cooperative write: each process wrote its own part of the arrays and its own data position.
     assert sorted(p.name for p in (step4 / "state").glob("ocdbt.process_*")) == ["ocdbt.process_0", "ocdbt.process_1"]
     assert sorted(p.name for p in (step4 / "data").glob("process_*")) == ["process_0-of-2.json", "process_1-of-2.json"]
 
-    out = _two_processes(digits_dir, two, 6, "resumed")
-    assert "step 6/13" in out[0], out[0][-2000:]
+    out = _two_processes(digits_dir, two, "resumed")  # resumes at step 4 and runs to the end
+    assert "step 13/13" in out[0], out[0][-2000:]
 
-    one = tmp_path / "one-process"
-    wait_ok(start_train(digits_dir, one, devices=2, args=["--max-steps", "6"]), timeout=600)
-
-    got, want = read_losses(two), read_losses(one)
-    assert sorted(got) == sorted(want) == [1, 2, 3, 4, 5, 6]
+    got, want = read_losses(two), read_losses(reference)
+    assert sorted(got) == sorted(want) == list(range(1, 14))
     np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=1e-5)
     # Every one of the 360 validation images once, whatever the number of processes.
-    assert _eval_counts(two) == _eval_counts(one) == {6: 360}
+    assert _eval_counts(two) == _eval_counts(reference) == {6: 360, 12: 360, 13: 360}
 
-    a = load_state(two / "checkpoints" / "6" / "state")
-    b = load_state(one / "checkpoints" / "6" / "state")
+    a = load_state(two / "checkpoints" / "13" / "state")
+    b = load_state(reference / "checkpoints" / "13" / "state")
     for key in ("params", "ema_params", "batch_stats", "opt_state", "step"):
         la, lb = flatten(a[key]), flatten(b[key])
         assert la.keys() == lb.keys()
