@@ -5,3 +5,26 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: The longest test files, longest first. pytest-xdist (`--dist loadfile`) hands files to the
+#: workers in collection order, so starting these first keeps both CI cores busy to the end
+#: instead of leaving one subprocess-heavy file running alone after everything else.
+LONGEST_FIRST = (
+    "reliability/test_multiprocess.py",  # makes the shared reference run ...
+    "test_workdir_inference.py",  # ... while the other worker does this
+    "reliability/test_resume.py",
+    "reliability/test_faults.py",
+    "weights/test_keras_parity.py",
+    "train/test_recipes.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.path.as_posix()
+        for i, name in enumerate(LONGEST_FIRST):
+            if path.endswith("/tests/" + name):
+                return i
+        return len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file and among the rest is kept
