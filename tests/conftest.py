@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,3 +30,15 @@ def pytest_collection_modifyitems(config, items):
         return len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file and among the rest is kept
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """The digits data set as 32x32 PNG class folders (1,437 train / 360 val), exported once per
+    session; tests read it and never modify it."""
+    from flaxnets.data.digits import export_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    counts = export_digits(root, size=32)
+    assert counts["val"] == 360
+    return root

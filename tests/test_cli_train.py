@@ -15,15 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
 from test_loop import OVERRIDES, create_tiny_model  # noqa: E402  (the loop tests' tiny network)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from flaxnets.data.digits import export_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    export_digits(root, size=32)
-    return root
-
-
 def sets(*items):
     return [arg for item in items for arg in ("--set", item)]
 

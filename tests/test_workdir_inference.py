@@ -23,15 +23,6 @@ RUN_STEPS = 2
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from flaxnets.data.digits import export_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    export_digits(root, size=32)
-    return root
-
-
-@pytest.fixture(scope="module")
 def finetuned(digits, tmp_path_factory):
     """Train digits_demo for 2 steps from a random timm-layout file; record what the loader put
     into the model before the first step."""

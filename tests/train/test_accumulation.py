@@ -89,15 +89,6 @@ def test_schedule_optimizer_count_and_ema_advance_once_per_optimizer_step(steppe
 LOOP_STEPS = 4  # 0.1 epoch of 44 steps
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from flaxnets.data.digits import export_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    export_digits(root, size=32)
-    return root
-
-
 def test_loop_with_accumulation_logs_the_schedule_and_averages_once_per_optimizer_step(digits, tmp_path):
     from flaxnets.train.schedules import build_schedule
     from test_loop import config

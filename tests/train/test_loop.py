@@ -96,16 +96,6 @@ def saved_state(workdir, step=None):
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from flaxnets.data.digits import export_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    counts = export_digits(root, size=32)
-    assert counts["val"] == 360
-    return root
-
-
-@pytest.fixture(scope="module")
 def runs(digits, tmp_path_factory):
     """Two full runs with the same seed, and one stopped after step 5 then resumed to the end."""
     root = tmp_path_factory.mktemp("runs")

@@ -126,15 +126,6 @@ def test_cutmix_in_the_train_step_pastes_the_partner_and_mixes_labels(unmixed_lo
 # ----------------------------------------------------------------------------------- Loop ----
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from flaxnets.data.digits import export_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    export_digits(root, size=32)
-    return root
-
-
 @pytest.mark.slow
 def test_loop_with_mixup_and_cutmix_mixes_every_step_and_logs_a_finite_loss(digits, tmp_path, monkeypatch):
     # The loop builds its mix from flaxnets.data.mix at run time; a recording wrapper shows it

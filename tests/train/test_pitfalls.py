@@ -11,15 +11,6 @@ from flaxnets.errors import FlaxnetsError
 from test_loop import read_lines, saved_state, train
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from flaxnets.data.digits import export_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    export_digits(root, size=32)
-    return root
-
-
 @pytest.mark.slow
 def test_divergence_stops_with_the_step_and_keeps_the_last_checkpoint(digits, tmp_path):
     # Adam moves every weight by about the learning rate per step: 1e37 gives finite weights
