@@ -1,8 +1,10 @@
 """Input-pipeline throughput on one core, side by side in one run:
 
   1. raw JPEG decode with simplejpeg (the ceiling for any decode-based pipeline),
-  2. flaxnets' plain train transform: header read, TF-style random crop, DCT-scaled crop decode,
-     OpenCV bilinear resize to 224, flip (`flaxnets.data.transforms.train_transform`),
+  2. flaxnets' plain train transform: header read, TF-style random crop, region decode of the
+     crop (TurboJPEG 3, `flaxnets.data.turbo`; DCT-scaled where the crop allows), OpenCV
+     bilinear resize to 224, flip (`flaxnets.data.transforms.train_transform`), and the same
+     transform with region decoding switched off (whole-image decode, then slice),
   3. optionally tf.data: extract_jpeg_shape + sample_distorted_bounding_box +
      decode_and_crop_jpeg + bilinear resize + flip, on the same files, one thread.
 
@@ -14,7 +16,11 @@ python with --tf-python:
     python3.11 -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu
     python benchmarks/bench_data_pipeline.py --tf-python /tmp/tfvenv/bin/python
 
-Run: PYTHONPATH=src python benchmarks/bench_data_pipeline.py [--images 2000] [--tf-python PY]
+Run: PYTHONPATH=src python benchmarks/bench_data_pipeline.py [--images 2000] [--rounds 3] [--tf-python PY]
+
+With --rounds N the pipelines are timed N times in turn (decode, ours, ours without region
+decode, tf.data, decode, ...) and the median rate of each is reported, so that a change of
+machine load between pipelines does not decide the ratio.
 """
 
 from __future__ import annotations
@@ -103,6 +109,8 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=2000, help="images timed per pipeline")
     parser.add_argument("--files", type=int, default=64, help="distinct JPEG files generated")
     parser.add_argument("--size", type=int, default=224, help="output resolution")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time every pipeline this many times in turn; report medians")
     parser.add_argument("--tf-python", help="python of a scratch venv with tensorflow-cpu")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
@@ -118,34 +126,54 @@ def main() -> int:
         paths = make_images(Path(tmp), args.files)
         data = [p.read_bytes() for p in paths]
         rng = np.random.default_rng(0)
-        results["raw JPEG decode (simplejpeg)"] = _rate(
-            lambda d: simplejpeg.decode_jpeg(d, colorspace="RGB"), data, args.images)
-        results["flaxnets train transform"] = _rate(
-            lambda d: train_transform(d, rng, image_size_px=args.size, crop="tf_vision"),
-            data, args.images)
+        listing = Path(tmp) / "files.txt"
+        listing.write_text("\n".join(map(str, paths)))
+        from flaxnets.data import turbo
+
+        def ours(d):
+            return train_transform(d, rng, image_size_px=args.size, crop="tf_vision")
+
+        def ours_whole_image(d):
+            real, turbo._handle = turbo._handle, lambda: None
+            try:
+                return ours(d)
+            finally:
+                turbo._handle = real
+
+        rounds: dict[str, list[float]] = {}
         tf_version = None
-        if args.tf_python:
-            listing = Path(tmp) / "files.txt"
-            listing.write_text("\n".join(map(str, paths)))
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-            proc = subprocess.run([args.tf_python, "-c", _TF_SCRIPT, str(listing), str(args.images),
-                                   str(args.size)], capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                print(proc.stderr[-2000:], file=sys.stderr)
-                return 1
-            tf_result = json.loads(proc.stdout.strip().splitlines()[-1])
-            tf_version = tf_result["tensorflow"]
-            results[f"tf.data decode_and_crop_jpeg (TF {tf_version})"] = tf_result["images_per_second"]
+        for _ in range(args.rounds):
+            rounds.setdefault("raw JPEG decode (simplejpeg)", []).append(_rate(
+                lambda d: simplejpeg.decode_jpeg(d, colorspace="RGB"), data, args.images))
+            rounds.setdefault("flaxnets train transform", []).append(
+                _rate(ours, data, args.images))
+            rounds.setdefault("flaxnets, whole-image decode", []).append(
+                _rate(ours_whole_image, data, args.images))
+            if args.tf_python:
+                env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+                proc = subprocess.run(
+                    [args.tf_python, "-c", _TF_SCRIPT, str(listing), str(args.images),
+                     str(args.size)], capture_output=True, text=True, env=env)
+                if proc.returncode != 0:
+                    print(proc.stderr[-2000:], file=sys.stderr)
+                    return 1
+                tf_result = json.loads(proc.stdout.strip().splitlines()[-1])
+                tf_version = tf_result["tensorflow"]
+                rounds.setdefault("tf.data decode_and_crop_jpeg", []).append(
+                    tf_result["images_per_second"])
+        results = {name: float(np.median(rates)) for name, rates in rounds.items()}
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
     date = time.strftime("%Y-%m-%d")
     if args.json:
-        print(json.dumps({"images_per_second": results, "machine": machine, "date": date,
-                          "images": args.images, "size": args.size}))
+        print(json.dumps({"images_per_second": results, "rounds": rounds, "machine": machine,
+                          "date": date, "images": args.images, "size": args.size,
+                          "tensorflow": tf_version, "region_decode": turbo.describe()}))
         return 0
     ceiling = results["raw JPEG decode (simplejpeg)"]
     ours = results["flaxnets train transform"]
-    print(f"one core, {args.images} images of ~500x375 q90 -> {args.size}x{args.size}; {machine}; {date}")
+    print(f"one core, {args.images} images of ~500x375 q90 -> {args.size}x{args.size}, median of "
+          f"{args.rounds} round(s); {machine}; {date}; TF {tf_version}; {turbo.describe()}")
     print(f"{'pipeline':50s} {'images/s':>10s} {'vs decode':>10s} {'vs flaxnets':>12s}")
     for name, rate in results.items():
         print(f"{name:50s} {rate:10.0f} {rate / ceiling:10.2f} {rate / ours:12.2f}")

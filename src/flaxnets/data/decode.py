@@ -6,6 +6,8 @@ JPEGs go through simplejpeg (libjpeg-turbo, which also converts greyscale and CM
 anything simplejpeg refuses goes to Pillow, which is strict about truncation. PNG and other
 formats are recognised by their magic bytes, not by the file name. What cannot be decoded
 raises `DecodeError`; callers count it and report each path once with `report_bad_file`.
+`decode_crop` decodes only a crop's region where libjpeg-turbo's TurboJPEG 3 library is
+available (`flaxnets.data.turbo`), with the same pixels as the whole-image decode.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import warnings
 
 import numpy as np
 import simplejpeg
+
+from flaxnets.data import turbo
 
 logger = logging.getLogger("flaxnets.data")
 
@@ -121,20 +125,22 @@ def decode_crop(
     least `out_size` = (height, width) pixels, and the box is mapped into that scale; the
     caller resizes the result to `out_size` anyway, so only resampling detail changes.
     `box=None` means the whole image.
+
+    Where the TurboJPEG 3 library is available (`flaxnets.data.turbo`), a JPEG crop is decoded
+    as a region: only the rows and iMCU columns that cover it go through the inverse DCT and
+    colour conversion, as tf.data's `decode_and_crop_jpeg` does. The pixels are identical to
+    the full decode's; anything the region decoder does not handle takes the full-decode path.
     """
+    if box is not None and is_jpeg(data):
+        region = turbo.decode_region(data, box, out_size if fast else None)
+        if region is not None:
+            return region
     if fast and box is not None and is_jpeg(data):
         height, width = image_size(data)
-        y, x, crop_h, crop_w = box
-        min_h = math.ceil(out_size[0] * height / crop_h)
-        min_w = math.ceil(out_size[1] * width / crop_w)
+        min_h = math.ceil(out_size[0] * height / box[2])
+        min_w = math.ceil(out_size[1] * width / box[3])
         image = decode_image(data, min_height=min_h, min_width=min_w)
-        if image.shape[:2] != (height, width):
-            scale_y = image.shape[0] / height
-            scale_x = image.shape[1] / width
-            y0, x0 = int(round(y * scale_y)), int(round(x * scale_x))
-            y1 = min(image.shape[0], int(round((y + crop_h) * scale_y)))
-            x1 = min(image.shape[1], int(round((x + crop_w) * scale_x)))
-            return image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+        y, x, crop_h, crop_w = turbo.map_box(box, (height, width), image.shape[:2])
         return image[y : y + crop_h, x : x + crop_w]
     image = decode_image(data)
     if box is None:

@@ -25,7 +25,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from flaxnets.data.decode import decode_crop, decode_image, image_size
+from flaxnets.data.decode import decode_crop, image_size
 
 # What TF-TPU's `_decode_and_center_crop` adds to the image size: crop = size / (size + 32).
 CROP_PADDING = 32
@@ -173,9 +173,10 @@ def eval_transform(
     data: bytes, *, image_size_px: int, crop_fraction: float, interpolation: str
 ) -> np.ndarray:
     """Decode, centre-crop (`center_crop_window`) and resize one encoded evaluation image."""
-    image = decode_image(data)
-    y, x, crop_h, crop_w = center_crop_window(image.shape[0], image.shape[1], crop_fraction)
-    return resize(image[y : y + crop_h, x : x + crop_w], image_size_px, interpolation)
+    height, width = image_size(data)
+    window = center_crop_window(height, width, crop_fraction)
+    image = decode_crop(data, window, (image_size_px, image_size_px), fast=False)
+    return resize(image, image_size_px, interpolation)
 
 
 def normalize(images, mean, std):
