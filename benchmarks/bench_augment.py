@@ -4,9 +4,10 @@ Both sides decode the same ~500x375 q90 JPEGs (made from scikit-image's sample p
 Inception-style random crop (area 0.08-1, aspect 3/4-4/3), resize it bilinearly to 224x224, flip
 at random and apply RandAugment(num_layers=2, magnitude=15):
 
-* flaxnets: OpenCV decode + crop + resize, `flaxnets.data.augment.RandAugment`, one thread;
-  and the same through the library's `flaxnets.data.transforms.train_transform` (simplejpeg,
-  decoding a DCT-scaled image when the crop allows, `cv2.flip`), reported on its own line;
+* flaxnets: the library's `flaxnets.data.transforms.train_transform` (what training runs:
+  region decode of the crop through TurboJPEG 3, DCT-scaled when the crop allows, OpenCV
+  resize, `cv2.flip`) with `flaxnets.data.augment.RandAugment`, one thread; and, on its own
+  line, the same augmentation after a whole-image OpenCV decode + crop + resize;
 * TF-Vision: `tf.image.sample_distorted_bounding_box` + `decode_and_crop_jpeg` + resize + flip +
   `official.vision.ops.augment.RandAugment` in a tf.data map, one thread (inter/intra-op and
   the private thread pool set to 1), run by `--tf-python` as a subprocess in the same run.
@@ -108,7 +109,7 @@ def random_crop_window(height, width, rng):
 
 
 def opencv_transform(files: list[str]):
-    """flaxnets' side as a one-image function: OpenCV decode + crop + resize, RandAugment."""
+    """flaxnets' augmentation after a whole-image OpenCV decode + crop + resize."""
     import cv2
     import numpy as np
 
@@ -134,7 +135,8 @@ def opencv_transform(files: list[str]):
 
 def library_transform(files: list[str]):
     """The same work through the library's own `train_transform` (what training runs):
-    simplejpeg decode of the crop's DCT-scaled region, OpenCV resize, `cv2.flip`, RandAugment."""
+    region decode of the crop (DCT-scaled where possible), OpenCV resize, `cv2.flip`,
+    RandAugment."""
     import cv2
     import numpy as np
 
@@ -216,13 +218,19 @@ def main() -> int:
     print(f"decode + random crop + resize {SIZE} + flip + RandAugment(2, 15), one core, "
           f"{args.rounds} interleaved rounds of {args.images} images, {args.files} files "
           f"500x375 q90; medians over rounds")
-    print(f"flaxnets (NumPy + OpenCV): {median['opencv']:8.1f} images/s")
-    print(f"flaxnets train_transform:  {median['library']:8.1f} images/s  "
-          f"(simplejpeg, DCT-scaled decode)")
-    print(f"TF-Vision (tf.data):       {median['tf']:8.1f} images/s")
-    print(f"ratio flaxnets / TF-Vision: {ratio['opencv']:.2f}x  "
-          f"(per round: {', '.join(f'{a / b:.2f}' for a, b in zip(rates['opencv'], rates['tf']))})")
-    print(f"ratio train_transform / TF-Vision: {ratio['library']:.2f}x")
+    def per_round(name):
+        return ", ".join(f"{a / b:.2f}" for a, b in zip(rates[name], rates["tf"]))
+
+    from flaxnets.data import turbo
+
+    print(f"flaxnets train_transform:             {median['library']:8.1f} images/s  "
+          f"({turbo.describe()})")
+    print(f"flaxnets, whole-image OpenCV decode:  {median['opencv']:8.1f} images/s")
+    print(f"TF-Vision (tf.data):                  {median['tf']:8.1f} images/s")
+    print(f"ratio train_transform / TF-Vision: {ratio['library']:.2f}x  "
+          f"(per round: {per_round('library')})")
+    print(f"ratio whole-image decode / TF-Vision: {ratio['opencv']:.2f}x  "
+          f"(per round: {per_round('opencv')})")
     return 0
 
 
