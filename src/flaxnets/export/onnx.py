@@ -329,7 +329,11 @@ def export_onnx(model, path, *, resolution: int, opset: int = OPSET) -> pathlib.
     model.eval()
     (batch,) = jax.export.symbolic_shape("batch")
     spec = jax.ShapeDtypeStruct((batch, resolution, resolution, 3), jnp.float32)
-    closed = jax.make_jaxpr(lambda x: model(x))(spec)
+    from flaxnets.models.layers import depthwise_implementation
+
+    # A depthwise convolution must reach the graph as one grouped Conv, not as a sum of shifts.
+    with depthwise_implementation("conv"):
+        closed = jax.make_jaxpr(lambda x: model(x))(spec)
     converter = _Converter()
     nchw = converter.b.node("Transpose", ["input"], hint="nchw", perm=[0, 3, 1, 2])[0]
     (logits,) = converter.run(closed.jaxpr, closed.consts, [_Act(nchw, (batch, resolution, resolution, 3))])

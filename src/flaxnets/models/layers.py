@@ -191,8 +191,93 @@ class Conv2d(nnx.Conv):
         return _record(self, super().__call__(x))
 
 
+# How depthwise convolutions are computed: "conv" (a grouped lax convolution, what GPUs and TPUs
+# run fastest), "shifts" (a sum of k*k shifted, per-channel-scaled copies of the input) or
+# "auto" (shifts on the CPU backend, conv elsewhere). XLA's CPU backend runs grouped
+# convolutions through a slow generic loop: on 2 cores the shifted sum is about 5-30x faster
+# forward and 5-25x faster backward (benchmarks/bench_depthwise.py, docs/BENCHMARKS.md), with
+# the same result up to float rounding. The environment variable FLAXNETS_DEPTHWISE sets the
+# default; `depthwise_implementation` overrides it in a scope (the ONNX exporter uses "conv").
+DEPTHWISE_IMPLEMENTATIONS = ("auto", "conv", "shifts")
+_DEPTHWISE = contextvars.ContextVar("flaxnets_depthwise", default=None)
+
+
+def _depthwise_setting() -> str:
+    import os
+
+    value = _DEPTHWISE.get() or os.environ.get("FLAXNETS_DEPTHWISE", "auto")
+    if value not in DEPTHWISE_IMPLEMENTATIONS:
+        raise FlaxnetsError(f"FLAXNETS_DEPTHWISE={value!r}; expected one of "
+                            f"{', '.join(DEPTHWISE_IMPLEMENTATIONS)}")
+    return value
+
+
+@contextlib.contextmanager
+def depthwise_implementation(name: str):
+    """Compute depthwise convolutions traced in this scope with `name` (see above)."""
+    if name not in DEPTHWISE_IMPLEMENTATIONS:
+        raise FlaxnetsError(f"depthwise implementation {name!r}; expected one of "
+                            f"{', '.join(DEPTHWISE_IMPLEMENTATIONS)}")
+    token = _DEPTHWISE.set(name)
+    try:
+        yield
+    finally:
+        _DEPTHWISE.reset(token)
+
+
+def depthwise_uses_shifts() -> bool:
+    """Whether a depthwise convolution traced now is computed as a sum of shifts."""
+    setting = _depthwise_setting()
+    return setting == "shifts" or (setting == "auto" and jax.default_backend() == "cpu")
+
+
+def depthwise_shifts(x, kernel, strides, padding):
+    """A depthwise convolution (NHWC input, HWIO kernel with I = 1, O = C) as a sum of k*k
+    strided slices of the zero-padded input, each scaled by one kernel tap per channel.
+    Products and sums are in float32 (or wider) and the result is cast back to x's dtype,
+    as a convolution accumulates."""
+    kh, kw = kernel.shape[:2]
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), strides, padding)
+    x_pad = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    out_h = (x_pad.shape[1] - kh) // strides[0] + 1
+    out_w = (x_pad.shape[2] - kw) // strides[1] + 1
+    acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    taps = kernel.reshape(kh, kw, -1).astype(acc_dtype)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            window = jax.lax.slice(
+                x_pad, (0, i, j, 0),
+                (x_pad.shape[0], i + (out_h - 1) * strides[0] + 1,
+                 j + (out_w - 1) * strides[1] + 1, x_pad.shape[3]),
+                (1, strides[0], strides[1], 1))
+            term = window.astype(acc_dtype) * taps[i, j]
+            out = term if out is None else out + term
+    return out.astype(x.dtype)
+
+
+def _depthwise_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                                    rhs_dilation=None, dimension_numbers=None,
+                                    feature_group_count=1, precision=None, **kwargs):
+    """`lax.conv_general_dilated` for DepthwiseConv2d, computed as `depthwise_shifts` where
+    `depthwise_uses_shifts()` (NHWC, no dilation, one filter per channel)."""
+    plain = (all(d == 1 for d in (lhs_dilation or (1, 1)))
+             and all(d == 1 for d in (rhs_dilation or (1, 1)))
+             and feature_group_count == lhs.shape[-1] == rhs.shape[-1] and rhs.shape[2] == 1
+             and kwargs.get("preferred_element_type") is None)
+    if plain and depthwise_uses_shifts():
+        return depthwise_shifts(lhs, rhs, tuple(window_strides), padding)
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count, precision=precision, **kwargs)
+
+
 class DepthwiseConv2d(nnx.Conv):
-    """A depthwise convolution (one filter per channel); kernel shape (k, k, 1, C)."""
+    """A depthwise convolution (one filter per channel); kernel shape (k, k, 1, C).
+
+    Computed as a grouped convolution or as a sum of shifts (`depthwise_uses_shifts`)."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, *, padding: str = "same",
                  kernel_init: Callable, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -200,6 +285,7 @@ class DepthwiseConv2d(nnx.Conv):
             channels, channels, (kernel_size, kernel_size), (stride, stride),
             padding=_padding(kernel_size, padding), feature_group_count=channels, use_bias=False,
             dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init, rngs=rngs,
+            conv_general_dilated=_depthwise_conv_general_dilated,
         )
 
     def __call__(self, x):
