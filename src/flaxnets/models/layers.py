@@ -231,6 +231,13 @@ def depthwise_uses_shifts() -> bool:
     return setting == "shifts" or (setting == "auto" and jax.default_backend() == "cpu")
 
 
+def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF / XLA "SAME" padding of one spatial axis: the output has ceil(size / stride)
+    positions, and an odd total padding puts the extra pixel at the end."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 def depthwise_shifts(x, kernel, strides, padding):
     """A depthwise convolution (NHWC input, HWIO kernel with I = 1, O = C) as a sum of k*k
     strided slices of the zero-padded input, each scaled by one kernel tap per channel.
@@ -238,7 +245,8 @@ def depthwise_shifts(x, kernel, strides, padding):
     as a convolution accumulates."""
     kh, kw = kernel.shape[:2]
     if isinstance(padding, str):
-        padding = jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), strides, padding)
+        padding = [_same_pads(size, k, s) if padding == "SAME" else (0, 0)
+                   for size, k, s in zip(x.shape[1:3], (kh, kw), strides)]
     x_pad = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
     out_h = (x_pad.shape[1] - kh) // strides[0] + 1
     out_w = (x_pad.shape[2] - kw) // strides[1] + 1
