@@ -14,6 +14,9 @@ def test_benchmark_data_json(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["workers"] == 0 and result["images"] == 8
     assert result["images_per_second"] > 0 and result["augment"] == "none"
+    from flaxnets.data import turbo
+
+    assert result["decoder"] == ("turbojpeg-region" if turbo.available() else "whole-image")
 
 
 def test_benchmark_model_arguments():

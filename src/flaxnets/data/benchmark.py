@@ -29,6 +29,12 @@ def make_augment(name: str):
     raise UsageError(f"--augment {name!r}: expected none, autoaugment or randaugment")
 
 
+def _decoder() -> str:
+    from flaxnets.data import turbo
+
+    return "turbojpeg-region" if turbo.available() else "whole-image"
+
+
 def measure(path, *, workers: int, batches: int, batch_size: int, image_size: int,
             crop: str = "tf_vision", augment=None) -> dict:
     """Images per second of the training transform. With `workers` = 0 one process runs the
@@ -69,6 +75,7 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
         "seconds": seconds,
         "image_size": image_size,
         "crop": crop,
+        "decoder": _decoder(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -90,5 +97,6 @@ def run(args) -> int:
     else:
         print(f"{result['images_per_second']:.1f} images/s with {args.workers} workers "
               f"({result['images_per_second_per_worker']:.1f} per worker; augment {args.augment}, "
-              f"{args.image_size}px, {result['images']} images in {result['seconds']:.2f} s)")
+              f"{args.image_size}px, {result['decoder']} JPEG decode, {result['images']} images in "
+              f"{result['seconds']:.2f} s)")
     return 0
