@@ -7,12 +7,12 @@ import pytest
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Depthwise convolutions as grouped convs (also in the CLI subprocesses, which inherit this).
-# On the CPU, flaxnets' default computes them as a sum of shifts: 4-7x faster steps but about
-# 50% longer XLA compiles, and the suite's runs are a few steps each, so compiles dominate.
-# The shifted form is tested where it matters: tests/models/test_depthwise.py (values and
-# gradients against the grouped conv) and the Keras parity tests (whole models, 1e-4).
-os.environ.setdefault("FLAXNETS_DEPTHWISE", "conv")
+# Convolutions as lax convolutions (also in the CLI subprocesses, which inherit this). On the
+# CPU, flaxnets' default unrolls depthwise and pointwise convolutions: several times faster
+# steps but longer XLA compiles, and the suite's runs are a few steps each, so compiles
+# dominate. The unrolled forms are tested where it matters: tests/models/test_conv_impl.py
+# (values and gradients against lax) and the Keras parity tests (whole models, 1e-4).
+os.environ.setdefault("FLAXNETS_CONV_IMPL", "lax")
 
 #: The longest test files, longest first. pytest-xdist (`--dist loadfile`) hands files to the
 #: workers in collection order, so starting these first keeps both CI cores busy to the end

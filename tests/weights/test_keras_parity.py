@@ -11,7 +11,7 @@ from flax import nnx
 
 from flaxnets.errors import FlaxnetsError
 from flaxnets.models import create_model
-from flaxnets.models.layers import depthwise_implementation
+from flaxnets.models.layers import conv_implementation
 from flaxnets.weights.keras import is_keras_file, load_keras, transfer_from_keras
 
 RESOLUTION = 64
@@ -79,9 +79,9 @@ def test_logits_match_keras(name):
     model = nnx.eval_shape(lambda: create_model(name, num_classes=10))
     transfer_from_keras(model, reference)
     model.eval()
-    # Through the sum-of-shifts depthwise convolutions, flaxnets' default on the CPU (the rest
-    # of the suite runs grouped convs, see tests/conftest.py).
-    with depthwise_implementation("shifts"):
+    # Through the unrolled depthwise / pointwise convolutions, flaxnets' default on the CPU (the
+    # rest of the suite runs lax convolutions, see tests/conftest.py).
+    with conv_implementation("unrolled"):
         ours = np.asarray(nnx.jit(lambda m, x: m(x))(model, x))
     assert ours.dtype == np.float32 and ours.shape == (2, 10)
     assert _relative_error(ours, expected) < 1e-4

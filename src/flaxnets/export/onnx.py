@@ -329,10 +329,10 @@ def export_onnx(model, path, *, resolution: int, opset: int = OPSET) -> pathlib.
     model.eval()
     (batch,) = jax.export.symbolic_shape("batch")
     spec = jax.ShapeDtypeStruct((batch, resolution, resolution, 3), jnp.float32)
-    from flaxnets.models.layers import depthwise_implementation
+    from flaxnets.models.layers import conv_implementation
 
-    # A depthwise convolution must reach the graph as one grouped Conv, not as a sum of shifts.
-    with depthwise_implementation("conv"):
+    # Every convolution must reach the graph as one Conv (not as shifted sums or matmuls).
+    with conv_implementation("lax"):
         closed = jax.make_jaxpr(lambda x: model(x))(spec)
     converter = _Converter()
     nchw = converter.b.node("Transpose", ["input"], hint="nchw", perm=[0, 3, 1, 2])[0]

@@ -175,60 +175,49 @@ def _padding(kernel_size: int, padding: str):
     raise FlaxnetsError(f"unknown padding {padding!r}; expected one of {', '.join(PADDINGS)}")
 
 
-class Conv2d(nnx.Conv):
-    """A dense (groups=1) 2-D convolution, NHWC, parameters float32, computed in `dtype`."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
-                 padding: str = "same", use_bias: bool = False, kernel_init: Callable,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
-        super().__init__(
-            in_channels, out_channels, (kernel_size, kernel_size), (stride, stride),
-            padding=_padding(kernel_size, padding), use_bias=use_bias, dtype=dtype,
-            param_dtype=jnp.float32, kernel_init=kernel_init, rngs=rngs,
-        )
-
-    def __call__(self, x):
-        return _record(self, super().__call__(x))
-
-
-# How depthwise convolutions are computed: "conv" (a grouped lax convolution, what GPUs and TPUs
-# run fastest), "shifts" (a sum of k*k shifted, per-channel-scaled copies of the input) or
-# "auto" (shifts on the CPU backend, conv elsewhere). XLA's CPU backend runs grouped
-# convolutions through a slow generic loop: on 2 cores the shifted sum is about 5-30x faster
-# forward and 5-25x faster backward (benchmarks/bench_depthwise.py, docs/BENCHMARKS.md), with
-# the same result up to float rounding. The environment variable FLAXNETS_DEPTHWISE sets the
-# default; `depthwise_implementation` overrides it in a scope (the ONNX exporter uses "conv").
-DEPTHWISE_IMPLEMENTATIONS = ("auto", "conv", "shifts")
-_DEPTHWISE = contextvars.ContextVar("flaxnets_depthwise", default=None)
+# How convolutions are computed. "lax": every convolution is `lax.conv_general_dilated` (what
+# GPUs and TPUs run fastest). "unrolled": a depthwise convolution is the sum of its k*k shifted,
+# per-channel-scaled input slices (`depthwise_shifts`) and a 1x1 stride-1 convolution is a
+# matrix product over the channel axis (`pointwise_matmul`); other convolutions stay "lax".
+# "auto" (the default): "unrolled" on the CPU backend, "lax" elsewhere. XLA's CPU backend runs
+# grouped convolutions through a slow generic loop and 1x1 convolutions through a slower kernel
+# than its matrix products: on 2 cores the unrolled forms are 5-45x (depthwise) and 1.2-4x
+# (pointwise) faster, forward or backward (benchmarks/bench_conv_impl.py, docs/BENCHMARKS.md),
+# with the same result up to float rounding. The environment variable FLAXNETS_CONV_IMPL sets
+# the default; `conv_implementation` overrides it in a scope, read when a model is traced (a
+# function jit has already traced and cached keeps its form). The ONNX exporter traces with
+# "lax", so its graph has one Conv per convolution.
+CONV_IMPLEMENTATIONS = ("auto", "lax", "unrolled")
+_CONV_IMPL = contextvars.ContextVar("flaxnets_conv_impl", default=None)
 
 
-def _depthwise_setting() -> str:
+def _conv_setting() -> str:
     import os
 
-    value = _DEPTHWISE.get() or os.environ.get("FLAXNETS_DEPTHWISE", "auto")
-    if value not in DEPTHWISE_IMPLEMENTATIONS:
-        raise FlaxnetsError(f"FLAXNETS_DEPTHWISE={value!r}; expected one of "
-                            f"{', '.join(DEPTHWISE_IMPLEMENTATIONS)}")
+    value = _CONV_IMPL.get() or os.environ.get("FLAXNETS_CONV_IMPL", "auto")
+    if value not in CONV_IMPLEMENTATIONS:
+        raise FlaxnetsError(f"FLAXNETS_CONV_IMPL={value!r}; expected one of "
+                            f"{', '.join(CONV_IMPLEMENTATIONS)}")
     return value
 
 
 @contextlib.contextmanager
-def depthwise_implementation(name: str):
-    """Compute depthwise convolutions traced in this scope with `name` (see above)."""
-    if name not in DEPTHWISE_IMPLEMENTATIONS:
-        raise FlaxnetsError(f"depthwise implementation {name!r}; expected one of "
-                            f"{', '.join(DEPTHWISE_IMPLEMENTATIONS)}")
-    token = _DEPTHWISE.set(name)
+def conv_implementation(name: str):
+    """Compute the convolutions traced in this scope with `name` (see above)."""
+    if name not in CONV_IMPLEMENTATIONS:
+        raise FlaxnetsError(f"convolution implementation {name!r}; expected one of "
+                            f"{', '.join(CONV_IMPLEMENTATIONS)}")
+    token = _CONV_IMPL.set(name)
     try:
         yield
     finally:
-        _DEPTHWISE.reset(token)
+        _CONV_IMPL.reset(token)
 
 
-def depthwise_uses_shifts() -> bool:
-    """Whether a depthwise convolution traced now is computed as a sum of shifts."""
-    setting = _depthwise_setting()
-    return setting == "shifts" or (setting == "auto" and jax.default_backend() == "cpu")
+def conv_unrolled() -> bool:
+    """Whether depthwise and pointwise convolutions traced now take the unrolled forms."""
+    setting = _conv_setting()
+    return setting == "unrolled" or (setting == "auto" and jax.default_backend() == "cpu")
 
 
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -265,27 +254,62 @@ def depthwise_shifts(x, kernel, strides, padding):
     return out.astype(x.dtype)
 
 
-def _depthwise_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                                    rhs_dilation=None, dimension_numbers=None,
-                                    feature_group_count=1, precision=None, **kwargs):
-    """`lax.conv_general_dilated` for DepthwiseConv2d, computed as `depthwise_shifts` where
-    `depthwise_uses_shifts()` (NHWC, no dilation, one filter per channel)."""
-    plain = (all(d == 1 for d in (lhs_dilation or (1, 1)))
-             and all(d == 1 for d in (rhs_dilation or (1, 1)))
-             and feature_group_count == lhs.shape[-1] == rhs.shape[-1] and rhs.shape[2] == 1
-             and kwargs.get("preferred_element_type") is None)
-    if plain and depthwise_uses_shifts():
-        return depthwise_shifts(lhs, rhs, tuple(window_strides), padding)
+def pointwise_matmul(x, kernel, precision=None):
+    """A 1x1 stride-1 convolution (NHWC input, kernel (1, 1, C_in, C_out)) as a matrix product
+    over the channel axis, accumulated in float32 (or wider), returned in x's dtype."""
+    acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    out = jax.lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())),
+                              precision=precision, preferred_element_type=acc_dtype)
+    return out.astype(x.dtype)
+
+
+def _no_dilation(*dilations) -> bool:
+    return all(all(d == 1 for d in (dilation or (1, 1))) for dilation in dilations)
+
+
+def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                          precision=None, **kwargs):
+    """`lax.conv_general_dilated` for Conv2d / DepthwiseConv2d (NHWC, HWIO), taking the
+    unrolled forms where `conv_unrolled()` and the convolution is one they cover."""
+    if (conv_unrolled() and _no_dilation(lhs_dilation, rhs_dilation)
+            and kwargs.get("preferred_element_type") is None):
+        strides = tuple(window_strides)
+        if (feature_group_count > 1 and feature_group_count == lhs.shape[-1] == rhs.shape[-1]
+                and rhs.shape[2] == 1):
+            return depthwise_shifts(lhs, rhs, strides, padding)
+        pads_free = isinstance(padding, str) or all(tuple(p) == (0, 0) for p in padding)
+        if (feature_group_count == 1 and rhs.shape[:2] == (1, 1) and strides == (1, 1)
+                and pads_free):
+            return pointwise_matmul(lhs, rhs, precision)
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
         feature_group_count=feature_group_count, precision=precision, **kwargs)
 
 
+class Conv2d(nnx.Conv):
+    """A dense (groups=1) 2-D convolution, NHWC, parameters float32, computed in `dtype`.
+    A 1x1 stride-1 convolution may run as a matrix product (`conv_unrolled`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
+                 padding: str = "same", use_bias: bool = False, kernel_init: Callable,
+                 dtype=jnp.float32, rngs: nnx.Rngs):
+        super().__init__(
+            in_channels, out_channels, (kernel_size, kernel_size), (stride, stride),
+            padding=_padding(kernel_size, padding), use_bias=use_bias, dtype=dtype,
+            param_dtype=jnp.float32, kernel_init=kernel_init, rngs=rngs,
+            conv_general_dilated=_conv_general_dilated,
+        )
+
+    def __call__(self, x):
+        return _record(self, super().__call__(x))
+
+
 class DepthwiseConv2d(nnx.Conv):
     """A depthwise convolution (one filter per channel); kernel shape (k, k, 1, C).
 
-    Computed as a grouped convolution or as a sum of shifts (`depthwise_uses_shifts`)."""
+    Computed as a grouped convolution or as a sum of shifts (`conv_unrolled`)."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, *, padding: str = "same",
                  kernel_init: Callable, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -293,7 +317,7 @@ class DepthwiseConv2d(nnx.Conv):
             channels, channels, (kernel_size, kernel_size), (stride, stride),
             padding=_padding(kernel_size, padding), feature_group_count=channels, use_bias=False,
             dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init, rngs=rngs,
-            conv_general_dilated=_depthwise_conv_general_dilated,
+            conv_general_dilated=_conv_general_dilated,
         )
 
     def __call__(self, x):
