@@ -133,6 +133,13 @@ def test_unsupported_or_damaged_files_fall_back_to_the_full_decode():
     assert turbo.decode_region(b"\xff\xd8garbage\xff\xd9", (0, 0, 1, 1)) is None
 
 
+def test_buffers_other_than_bytes_are_accepted():
+    data = FILES["420"]
+    want = turbo.decode_region(data, (3, 5, 40, 50))
+    for buffer in (bytearray(data), memoryview(data)):
+        np.testing.assert_array_equal(turbo.decode_region(buffer, (3, 5, 40, 50)), want)
+
+
 def test_region_decoding_in_threads_matches():
     from concurrent.futures import ThreadPoolExecutor
 

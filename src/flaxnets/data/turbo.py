@@ -201,7 +201,11 @@ def decode_region(
     warning or error).
     """
     handle = _handle()
-    if handle is None or data[-2:] != b"\xff\xd9":
+    if handle is None:
+        return None
+    if not isinstance(data, bytes):  # ctypes takes bytes (a memoryview, bytearray, np.bytes_)
+        data = bytes(data)
+    if data[-2:] != b"\xff\xd9":
         return None
     lib, ptr = handle.lib, handle.ptr
     if lib.tj3DecompressHeader(ptr, data, len(data)) != 0:
