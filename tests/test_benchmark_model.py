@@ -24,6 +24,7 @@ def test_train_json_keys_and_values(capsys):
     assert result["mode"] == "train" and result["batch"] == 4 and result["resolution"] == 32
     assert result["devices"] == 4  # the batch of 4 was sharded over conftest's 4 CPU devices
     assert result["backend"] == "cpu"
+    assert result["conv_impl"] == "lax"  # the suite pins FLAXNETS_CONV_IMPL=lax (tests/conftest.py)
     assert result["parameters"] == 2_542_856  # RECIPES.md's MobileNet v3 Small figure
     assert result["images_per_second"] > 0 and result["compile_time_s"] > 0
     assert result["step_time_s"] == pytest.approx(4 / result["images_per_second"])
@@ -36,6 +37,7 @@ def test_infer_table_output(capsys):
     assert main(TINY + ["--mode", "infer", "--steps", "1"]) == 0
     out = capsys.readouterr().out
     assert "infer / float32" in out and "4 x 32px" in out and "images/s" in out
+    assert "convolutions" in out
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -75,6 +75,7 @@ def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None
                          f"{len(devices)} (the batch is sharded over them)")
 
     from flaxnets.models import create_model, get_spec
+    from flaxnets.models.layers import conv_unrolled
 
     if resolution is None:
         resolution = get_spec(name).resolution
@@ -169,6 +170,8 @@ def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None
         "devices": len(devices),
         "device_kind": devices[0].device_kind,
         "backend": jax.default_backend(),
+        # How depthwise / 1x1 convolutions were computed (flaxnets.models.layers.conv_unrolled).
+        "conv_impl": "unrolled" if conv_unrolled() else "lax",
         "cpu": _cpu_name(),
         "jax_version": jax.__version__,
     }
@@ -181,6 +184,7 @@ def _format(result: dict) -> str:
         ("mode / dtype", f"{result['mode']} / {result['dtype']}"),
         ("batch x resolution", f"{result['batch']} x {result['resolution']}px"),
         ("devices", f"{result['devices']} x {result['device_kind']} ({result['backend']})"),
+        ("convolutions", result["conv_impl"]),
         ("images/s", f"{result['images_per_second']:,.1f}"),
         ("step time", f"{1000 * result['step_time_s']:.1f} ms "
                       f"(mean of {result['steps']} steps after {result['warmup']} warmup)"),
