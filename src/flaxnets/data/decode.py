@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import threading
 import warnings
 
@@ -135,13 +134,12 @@ def decode_crop(
         region = turbo.decode_region(data, box, out_size if fast else None)
         if region is not None:
             return region
-    if fast and box is not None and is_jpeg(data):
-        height, width = image_size(data)
-        min_h = math.ceil(out_size[0] * height / box[2])
-        min_w = math.ceil(out_size[1] * width / box[3])
-        image = decode_image(data, min_height=min_h, min_width=min_w)
-        y, x, crop_h, crop_w = turbo.map_box(box, (height, width), image.shape[:2])
-        return image[y : y + crop_h, x : x + crop_w]
+        if fast:
+            size = image_size(data)
+            min_h, min_w = turbo.min_decode_size(box, size, out_size)
+            image = decode_image(data, min_height=min_h, min_width=min_w)
+            y, x, crop_h, crop_w = turbo.map_box(box, size, image.shape[:2])
+            return image[y : y + crop_h, x : x + crop_w]
     image = decode_image(data)
     if box is None:
         return image

@@ -46,9 +46,8 @@ _TJPARAM_PRECISION = 7
 _TJPARAM_COLORSPACE = 8
 _TJPF_RGB = 0
 _TJCS_RGB, _TJCS_YCBCR, _TJCS_GRAY = 0, 1, 2
-# iMCU width / height in pixels per subsampling (TJSAMP_444, 422, 420, GRAY, 440, 411, 441).
+# iMCU width in pixels per subsampling (TJSAMP_444, 422, 420, GRAY, 440, 411, 441).
 _MCU_WIDTH = (8, 16, 16, 8, 8, 32, 8)
-_MCU_HEIGHT = (8, 8, 16, 8, 16, 8, 32)
 # Pixels of context kept around the requested box (see the module docstring).
 MARGIN = 2
 # The DCT scales k/8 libjpeg-turbo decodes at without a resize, largest first, as the reduced
@@ -171,6 +170,14 @@ def pick_scale(height: int, width: int, min_height: int, min_width: int) -> tupl
     return best
 
 
+def min_decode_size(
+    box: tuple[int, int, int, int], size: tuple[int, int], out_size: tuple[int, int]
+) -> tuple[int, int]:
+    """The smallest whole-image size (height, width) at which `box` (in an image of `size`)
+    still covers at least `out_size` pixels: what a DCT-scaled decode must not go below."""
+    return (math.ceil(out_size[0] * size[0] / box[2]), math.ceil(out_size[1] * size[1] / box[3]))
+
+
 def map_box(
     box: tuple[int, int, int, int], size: tuple[int, int], scaled_size: tuple[int, int]
 ) -> tuple[int, int, int, int]:
@@ -221,8 +228,7 @@ def decode_region(
         return None  # the caller's full decode slices (and clips) the box as NumPy does
     scale = (1, 1)
     if min_size is not None:
-        scale = pick_scale(full[0], full[1], math.ceil(min_size[0] * full[0] / crop_h),
-                           math.ceil(min_size[1] * full[1] / crop_w))
+        scale = pick_scale(*full, *min_decode_size(box, full, min_size))
     height, width = scaled(full[0], scale), scaled(full[1], scale)
     y, x, crop_h, crop_w = map_box(box, full, (height, width))
     mcu_w = scaled(_MCU_WIDTH[subsamp], scale)

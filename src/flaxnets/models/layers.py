@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
 from typing import Callable
 
 import jax
@@ -192,8 +193,6 @@ _CONV_IMPL = contextvars.ContextVar("flaxnets_conv_impl", default=None)
 
 
 def _conv_setting() -> str:
-    import os
-
     value = _CONV_IMPL.get() or os.environ.get("FLAXNETS_CONV_IMPL", "auto")
     if value not in CONV_IMPLEMENTATIONS:
         raise FlaxnetsError(f"FLAXNETS_CONV_IMPL={value!r}; expected one of "
