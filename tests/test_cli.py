@@ -45,3 +45,22 @@ def test_python_dash_m_entry_point_runs_without_traceback():
                             env={"PYTHONPATH": "src", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert "usage: flaxnets" in result.stdout
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly():
+    """`flaxnets models | head -1`: writing to a closed pipe ends with status 141 (as a Unix
+    tool killed by SIGPIPE) and no traceback, not with BrokenPipeError."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader at all: the first write fails
+    try:
+        result = subprocess.run([sys.executable, "-m", "flaxnets", "models"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True,
+                                cwd=Path(__file__).resolve().parents[1],
+                                env={"PYTHONPATH": "src", "PATH": "/usr/bin:/bin",
+                                     "JAX_PLATFORMS": "cpu"})
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
