@@ -19,6 +19,9 @@ def test_models_table(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "mobilenet_v3_small" in out and "2,542,856" in out
+    large = next(line.split() for line in out.splitlines() if line.startswith("mobilenet_v3_large "))
+    # name, params, our MACs, the published figure, resolution, top-1
+    assert large == ["mobilenet_v3_large", "5,483,032", "216.59M", "219M", "224", "75.2"]
 
 
 def test_summary_totals_and_resolution(capsys):
@@ -33,3 +36,21 @@ def test_summary_unknown_name_exits_2_with_one_line(capsys):
     assert main(["summary", "mobilenet_v3_larg"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "mobilenet_v3_larg" in err[0] and "mobilenet_v3_large" in err[0]
+
+
+def test_readme_zoo_table_is_what_flaxnets_models_prints(capsys):
+    from pathlib import Path
+
+    from flaxnets.commands.models import _human
+
+    assert main(["models", "--json"]) == 0
+    expected = []
+    for r in json.loads(capsys.readouterr().out):
+        top1 = "-" if r["published_top1"] is None else f"{r['published_top1']:.1f}"
+        expected.append([r["name"], f"{r['params']:,}", _human(r["macs"]),
+                         r["published_macs"] or "-", str(r["resolution"]), top1])
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    names = {row[0] for row in expected}
+    table = [[cell.strip() for cell in line.strip("|").split("|")]
+             for line in readme.splitlines() if line.startswith("| ")]
+    assert [row for row in table if row[0] in names] == expected

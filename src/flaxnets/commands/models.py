@@ -32,10 +32,12 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'model':<28}{'params':>12}{'MACs':>10}{'res':>6}{'top-1':>8}")
+    print(f"{'model':<28}{'params':>12}{'MACs':>10}{'published':>10}{'res':>6}{'top-1':>8}")
     for r in rows:
         top1 = "-" if r["published_top1"] is None else f"{r['published_top1']:.1f}"
-        print(f"{r['name']:<28}{r['params']:>12,}{_human(r['macs']):>10}{r['resolution']:>6}"
-              f"{top1:>8}")
-    print("MACs: multiply-accumulates per image at the default resolution (conv + dense).")
+        print(f"{r['name']:<28}{r['params']:>12,}{_human(r['macs']):>10}"
+              f"{r['published_macs'] or '-':>10}{r['resolution']:>6}{top1:>8}")
+    print("MACs: multiply-accumulates per image at the default resolution (conv + dense), equal to\n"
+          "those of the keras.applications models; published: the source's printed multiply-adds\n"
+          "(docs/MODELS.md explains where and why they differ).")
     return 0
