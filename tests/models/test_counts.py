@@ -1,5 +1,7 @@
 """Parameter counts and multiply-accumulates against the reference figures."""
 
+import math
+
 import pytest
 from flax import nnx
 
@@ -49,12 +51,12 @@ def _published(figure: str) -> tuple[float, float]:
     return float(digits) * scale, 0.5 * 10 ** -decimals * scale
 
 
-# Our count (conv/dense multiply-accumulates only) agrees with the published figure at its
-# printed precision for L-0.75, L-minimal, B0, B2, B3, B6. The others differ by more than half a
-# unit of the last digit (MNv3-L 216.6M vs 219M, S 56.5M vs 56M, S-0.75 43.4M vs 44M, MNv2 300.8M
-# vs 300M, B1 0.687B vs 0.70B, B4 4.39B vs 4.2B, B5 10.3B vs 9.9B, B7 37.7B vs 37B): the papers'
-# counting conventions are not stated and the errors go both ways, so no single convention
-# reproduces them all. We bound the relative error instead.
+# Our counts equal those of the keras.applications models to the unit
+# (tests/models/test_macs_keras.py). Six of the published figures agree with them at their printed
+# precision; eight do not (MNv3-L 216.6M vs 219M, S 56.51M vs 56M, S-0.75 43.4M vs 44M, MNv2
+# 300.8M vs 300M, B1 0.687B vs 0.70B, B4 4.39B vs 4.2B, B5 10.3B vs 9.9B, B7 37.7B vs 37B), some
+# above and some below, and the last test of this file shows that no counting convention closes
+# the gap (docs/MODELS.md). Those are held to a relative bound instead.
 RELATIVE_TOLERANCE = {"mobilenet_v3": 0.02, "mobilenet_v2": 0.01, "efficientnet": 0.05}
 AT_PUBLISHED_PRECISION = {"mobilenet_v3_large_075", "mobilenet_v3_large_minimal",
                           "efficientnet_b0", "efficientnet_b2", "efficientnet_b3",
@@ -66,8 +68,9 @@ def test_macs_at_default_resolution_match_published(name):
     spec = get_spec(name)
     value, half_unit = _published(spec.published_macs)
     ours = count_macs(name)
-    if name in AT_PUBLISHED_PRECISION:
-        assert abs(ours - value) <= half_unit, (ours, spec.published_macs)
+    at_precision = abs(ours - value) <= half_unit
+    # Both ways: a model that comes to agree must join AT_PUBLISHED_PRECISION.
+    assert at_precision == (name in AT_PUBLISHED_PRECISION), (ours, spec.published_macs)
     assert abs(ours - value) <= RELATIVE_TOLERANCE[spec.family] * value, (ours, spec.published_macs)
 
 
@@ -86,13 +89,18 @@ def test_macs_scale_with_resolution():
     assert count_macs("efficientnet_b0", 112) < count_macs("efficientnet_b0", 224) / 3.5
 
 
-def test_counting_b7_is_fast():
-    import time
+def test_counting_by_name_builds_no_model(monkeypatch):
+    """Counting works from the table alone: EfficientNet-B7 is never materialised."""
+    from flaxnets.models import blocks
 
-    start = time.perf_counter()
+    def refuse(*args, **kwargs):
+        raise AssertionError("counting by name built a model")
+
+    monkeypatch.setattr(blocks.ConvNet, "__init__", refuse)
     assert count_params("efficientnet_b7") == 66_347_960
-    count_macs("efficientnet_b7")
-    assert time.perf_counter() - start < 2.0
+    assert count_macs("efficientnet_b7") == 37_745_884_192
+    with pytest.raises(AssertionError, match="built a model"):
+        create_model("efficientnet_b0")
 
 
 @pytest.mark.slow
@@ -110,3 +118,101 @@ def test_table_summary_equals_traced_model(name, overrides):
     traced = traced_summary(model, 96)
     assert traced == layer_summary(name, 96, **overrides)
     assert sum(r.params for r in traced) == count_params(model)
+
+
+# --- No counting convention reproduces every published figure ----------------------------------
+# Each kind of operation gets a cost of its own, and a linear program looks for costs that put
+# every figure of one paper within half a printed unit. Multiply-accumulates of convolutions and
+# dense layers are split by role; elementwise work is counted per output element.
+
+MAC_KINDS = ("stem", "depthwise", "pointwise", "se", "dense")
+ELEMENT_KINDS = ("bn", "activation", "se_scale", "se_pool", "residual", "head_pool")
+PAPERS = {
+    "mobilenet_v3": ["mobilenet_v3_large", "mobilenet_v3_large_075", "mobilenet_v3_small",
+                     "mobilenet_v3_small_075"],
+    "efficientnet": [f"efficientnet_b{i}" for i in range(8)],
+}
+
+
+def _operation_counts(name: str) -> dict[str, int]:
+    """Per-image count of every operation kind of `name` at its default resolution."""
+    from flaxnets.models.blocks import resolve
+
+    rows = layer_summary(name)
+    _, configs, _, _ = resolve(get_spec(name).architecture())
+    elements = {r.path: math.prod(r.output_shape) for r in rows}
+    counts = dict.fromkeys(MAC_KINDS + ELEMENT_KINDS, 0)
+    for r in rows:
+        if r.kind == "BatchNorm":
+            counts["bn"] += elements[r.path]
+            counts["activation"] += 0 if r.path.endswith("project_bn") else elements[r.path]
+        elif r.path == "stem_conv":
+            counts["stem"] += r.macs
+        elif r.kind == "DepthwiseConv2d":
+            counts["depthwise"] += r.macs
+        elif "/se/" in r.path:
+            counts["se"] += r.macs
+        elif r.kind == "Dense":
+            counts["dense"] += r.macs
+        else:
+            counts["pointwise"] += r.macs
+    for i, c in enumerate(configs):
+        if c.se_channels:  # pool the depthwise output, then scale it
+            counts["se_pool"] += elements[f"blocks/{i}/depthwise_bn"]
+            counts["se_scale"] += elements[f"blocks/{i}/depthwise_bn"]
+        if c.residual:
+            counts["residual"] += elements[f"blocks/{i}/project_bn"]
+    counts["head_pool"] = elements["head_bn"]
+    assert sum(counts[k] for k in MAC_KINDS) == count_macs(name)
+    return counts
+
+
+def _costs_exist(targets, *, free, fixed=(), bounds=(0, None)) -> bool:
+    """Whether costs within `bounds` for the `free` kinds (1 for the `fixed` kinds, 0 for the
+    rest) bring each model's weighted count within half a unit of its (value, half_unit)."""
+    from scipy.optimize import linprog
+
+    a, b = [], []
+    for name, (value, half_unit) in targets.items():
+        counts = _operation_counts(name)
+        rest = value - sum(counts[k] for k in fixed)
+        row = [counts[k] / 1e6 for k in free]
+        a += [row, [-x for x in row]]
+        b += [(rest + half_unit) / 1e6, (half_unit - rest) / 1e6]
+    result = linprog([0.0] * len(free), A_ub=a, b_ub=b, bounds=[bounds] * len(free))
+    assert result.status in (0, 2), result.message  # 0: costs found, 2: none exist
+    return result.status == 0
+
+
+def _targets(names, convention=None):
+    """The published figures of `names`, or (`convention` given: a cost per kind) the figures
+    that convention gives, rounded to the same printed precision."""
+    targets = {}
+    for name in names:
+        value, half_unit = _published(get_spec(name).published_macs)
+        if convention:
+            counts = _operation_counts(name)
+            exact = sum(cost * counts[k] for k, cost in convention.items())
+            value = round(exact / (2 * half_unit)) * 2 * half_unit
+        targets[name] = (value, half_unit)
+    return targets
+
+
+@pytest.mark.parametrize("family", sorted(PAPERS))
+def test_no_counting_convention_reproduces_every_published_figure(family):
+    names = PAPERS[family]
+    # The program finds a convention when there is one: figures printed from the MACs plus one
+    # cost per BatchNorm element and two per activation element are reproduced.
+    made_up = dict.fromkeys(MAC_KINDS, 1) | {"bn": 1, "activation": 2}
+    assert _costs_exist(_targets(names, made_up), free=ELEMENT_KINDS, fixed=MAC_KINDS)
+    # Every multiply-accumulate once, plus any non-negative cost per BatchNorm, activation, SE
+    # scale, pooling or residual element: nothing fits, even with any one model left out.
+    published = _targets(names)
+    for left_out in names:
+        subset = {n: t for n, t in published.items() if n != left_out}
+        assert not _costs_exist(subset, free=ELEMENT_KINDS, fixed=MAC_KINDS), left_out
+    # Nor does any cost between 0.5 and 2 for every kind, multiply-accumulates included.
+    assert not _costs_exist(published, free=MAC_KINDS + ELEMENT_KINDS, bounds=(0.5, 2))
+    if family == "efficientnet":
+        # For EfficientNet no non-negative costs at all fit its eight figures.
+        assert not _costs_exist(published, free=MAC_KINDS + ELEMENT_KINDS)
