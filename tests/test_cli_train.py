@@ -59,7 +59,8 @@ def test_eval_of_a_trained_workdir_prints_top1_over_360_images(digits, tmp_path,
                        "--max-steps", "3", *sets(*OVERRIDES)])
     out = capsys.readouterr().out
     assert status == 0
-    assert "preempted" not in out and "step 3/13" in out
+    assert "preempted" not in out and "stopped at --max-steps 3" in out and "step 3/13;" in out
+    assert "eval_top1" not in out  # step 3 is not an evaluation step: no extra evaluation
 
     assert cli.main(["eval", "--workdir", str(workdir), "--data", str(digits), "--batch-size", "64"]) == 0
     out = capsys.readouterr().out

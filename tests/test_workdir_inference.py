@@ -59,7 +59,8 @@ def finetuned(digits, tmp_path_factory):
         patch.setattr(loop, "train_and_evaluate", recording_train)
         status = main(["train", "--recipe", "digits_demo", "--data", str(digits), "--workdir", str(workdir),
                        "--init-from", str(weights), "--max-steps", str(RUN_STEPS),
-                       "--set", "train.global_batch_size=32", "--set", "ema.decay=0.99"])
+                       "--set", "train.global_batch_size=32", "--set", "ema.decay=0.99",
+                       "--set", f"eval.every_steps={RUN_STEPS}"])
     assert status == 0
     # The reference is the file as written (read back, so no array shares memory with JAX).
     return {"workdir": workdir, "state_dict": load_file(str(weights)), "loaded": loaded}

@@ -131,6 +131,7 @@ def test_same_seed_gives_identical_losses_and_weights(runs):
 
 def test_interrupted_run_resumes_exactly(runs):
     assert runs["stopped"]["step"] == 5 and not runs["stopped"]["preempted"]
+    assert "eval_top1" not in runs["stopped"]  # step 5 is not on the evaluation schedule
     assert runs["resumed"]["step"] == NUM_STEPS
     # metrics.jsonl of the resumed run: steps 1..13 once each, equal to the uninterrupted run.
     assert train_losses(runs["dirs"]["resumed"]) == train_losses(runs["dirs"]["a"])

@@ -16,7 +16,8 @@ def add_arguments(parser):
     parser.add_argument("--allow-config-change", action="store_true",
                         help="resume a work directory although its config.json differs from this run's")
     parser.add_argument("--max-steps", type=int, metavar="N",
-                        help="stop (with a checkpoint) after optimizer step N; rerun to continue")
+                        help="stop (with a checkpoint) after optimizer step N, evaluating only if N is an "
+                             "evaluation step; rerun with a larger N or without it to continue")
     parser.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process: address of process 0")
     parser.add_argument("--num-processes", type=int, metavar="N", help="multi-process: number of processes")
     parser.add_argument("--process-id", type=int, metavar="I", help="multi-process: this process's index")
@@ -70,6 +71,12 @@ def run(args) -> int:
                         f" over {result['eval_count']} images")
         if "eval_ema_top1" in result:
             summary += f", EMA top1 {result['eval_ema_top1']:.4f}"
-        state = "preempted; rerun the same command to resume" if result["preempted"] else "done"
+        if result["preempted"]:
+            state = "preempted; rerun the same command to resume"
+        elif result["step"] < result["num_steps"]:
+            state = (f"stopped at --max-steps {args.max_steps}; rerun with a larger --max-steps "
+                     "or without it to continue")
+        else:
+            state = "done"
         print(f"flaxnets train: {state}: {summary}; outputs in {args.workdir}")
     return 0

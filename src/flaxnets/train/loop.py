@@ -162,7 +162,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     evaluation's metrics plus "step" and "preempted".
 
     `stop_after_steps` stops (with a checkpoint) after that optimizer step, as an interruption
-    would. SIGTERM saves a checkpoint and returns with "preempted" True. A non-finite loss
+    would; the result then has evaluation metrics only if that step was an evaluation step. SIGTERM saves a checkpoint and returns with "preempted" True. A non-finite loss
     raises FlaxnetsError naming the step; no checkpoint holding it is written.
     """
     import jax
@@ -343,8 +343,10 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
                 preempted = True
                 break
     progress.close()
-    if not last_eval and not preempted:
-        # Nothing was left to train (a finished run, resumed): report the saved weights.
+    if not last_eval and not preempted and step >= num_steps:
+        # Nothing was left to train (a finished run, resumed): report the saved weights. A stop
+        # at `stop_after_steps` evaluates only on the schedule's own evaluation steps, so a
+        # run done in segments does not pay for an extra evaluation per segment.
         last_eval = evaluate_state(eval_step, state, iter(eval_iter), mesh)
     if preempted:
         progress.message(f"SIGTERM: saved a checkpoint at step {step} in {workdir}; rerun to resume")
