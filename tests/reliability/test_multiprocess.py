@@ -64,3 +64,33 @@ def test_two_processes_train_and_resume_like_one_process_with_two_devices(digits
         assert la.keys() == lb.keys()
         for name in la:
             np.testing.assert_allclose(la[name], lb[name], rtol=1e-4, atol=1e-6, err_msg=f"{key}/{name}")
+
+
+def test_when_one_process_dies_the_other_stops_instead_of_hanging(digits_dir, tmp_path, monkeypatch):
+    """SIGKILL process 1 mid-run: process 0 exits (non-zero) instead of waiting for a peer that
+    is gone, once JAX's coordination service misses process 1's heartbeats
+    (FLAXNETS_HEARTBEAT_TIMEOUT, here 10 s; JAX's default is 100 s). A dead process 0 takes the
+    coordination service with it, and its peers fail at their next collective (docs/RELIABILITY.md)."""
+    import time
+
+    from reliab_helpers import kill_when
+
+    monkeypatch.setenv("FLAXNETS_HEARTBEAT_TIMEOUT", "10")
+    port = _free_port()
+    workdir = tmp_path / "run"
+    procs = [start_train(digits_dir, workdir, "train.epochs=3", devices=1, log_name=f"process{i}.log",
+                         args=["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)])
+             for i in range(2)]
+    survivor = procs[0]
+    try:
+        kill_when(procs[1], lambda: len(read_losses(workdir)) >= 3, timeout=300)
+        start = time.monotonic()
+        rc = survivor.wait(timeout=90)
+        assert rc != 0, survivor.log()[-2000:]
+        assert time.monotonic() - start < 90
+        assert "heartbeat" in survivor.log(), survivor.log()[-2000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()

@@ -39,3 +39,24 @@ def test_distributed_flags_must_come_together(monkeypatch):
     assert parallel.initialize_distributed() is False
     monkeypatch.setenv("SLURM_NTASKS", "4")
     assert parallel._cluster_detected()
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "1.5"])
+def test_a_bad_heartbeat_timeout_is_named_before_connecting(monkeypatch, value):
+    monkeypatch.setenv("FLAXNETS_HEARTBEAT_TIMEOUT", value)
+    with pytest.raises(UsageError, match=f"FLAXNETS_HEARTBEAT_TIMEOUT='{value}': expected a whole number"):
+        parallel.initialize_distributed("127.0.0.1:1", 2, 0)
+
+
+def test_the_heartbeat_timeout_reaches_jax(monkeypatch):
+    calls = []
+    monkeypatch.setattr(parallel.jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    monkeypatch.setenv("FLAXNETS_HEARTBEAT_TIMEOUT", "15")
+    assert parallel.initialize_distributed("127.0.0.1:1", 2, 1) is True
+    monkeypatch.delenv("FLAXNETS_HEARTBEAT_TIMEOUT")
+    assert parallel.initialize_distributed("127.0.0.1:1", 2, 1) is True
+    assert calls == [
+        {"coordinator_address": "127.0.0.1:1", "num_processes": 2, "process_id": 1,
+         "heartbeat_timeout_seconds": 15},
+        {"coordinator_address": "127.0.0.1:1", "num_processes": 2, "process_id": 1},
+    ]

@@ -57,13 +57,29 @@ def initialize_distributed(
         if num_processes == 1:
             return False
         jax.distributed.initialize(
-            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+            **_heartbeat_timeout(),
         )
         return True
     if _cluster_detected():
-        jax.distributed.initialize()
+        jax.distributed.initialize(**_heartbeat_timeout())
         return True
     return False
+
+
+def _heartbeat_timeout() -> dict:
+    """`FLAXNETS_HEARTBEAT_TIMEOUT=S`: after S seconds without heartbeats from a process, JAX's
+    coordination service declares it dead and stops the others (JAX's default: 100 s)."""
+    value = os.environ.get("FLAXNETS_HEARTBEAT_TIMEOUT")
+    if not value:
+        return {}
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise UsageError(f"FLAXNETS_HEARTBEAT_TIMEOUT={value!r}: expected a whole number of seconds >= 1")
+    return {"heartbeat_timeout_seconds": seconds}
 
 
 def make_mesh(devices=None) -> Mesh:
