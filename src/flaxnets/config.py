@@ -18,9 +18,13 @@ summed over all devices and all gradient-accumulation micro-steps. The learning-
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
 import json
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -38,14 +42,23 @@ ParamKind = Literal["conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "
 class ModelConfig:
     """Which network to build and the overrides passed to `create_model` (None = model default)."""
 
+    #: Registry name (`flaxnets models`).
     name: str = "mobilenet_v3_small"
+    #: Classifier outputs.
     num_classes: int = 1000
+    #: BatchNorm running-average momentum (TF/Keras convention: new = m * old + (1 - m) * batch).
     bn_momentum: Optional[float] = None
+    #: BatchNorm epsilon.
     bn_epsilon: Optional[float] = None
+    #: Dropout before the classifier.
     dropout_rate: Optional[float] = None
+    #: Drop-path probability of the last block; block b of n uses rate * b / n.
     stochastic_depth_rate: Optional[float] = None
+    #: Replace every table activation ("relu", "relu6", "hard_swish", "swish"); None: the table's.
     activation: Optional[str] = None
+    #: Kernel initialiser scheme: TF-TPU EfficientNet, TF-Vision MobileNet or Flax's default.
     kernel_init: Optional[Literal["tf_tpu", "tf_vision", "flax"]] = None
+    #: "same": TF "SAME" padding (TF-ported weights); "symmetric": k // 2 on each side (PyTorch).
     padding: Optional[Literal["same", "symmetric"]] = None
     #: None: BatchNorm statistics over the whole global batch; N: per group of N examples
     #: (the TF references compute them per replica).
@@ -69,36 +82,52 @@ class ModelConfig:
 class DataConfig:
     """Input pipeline: sources, crops, normalisation and augmentation."""
 
-    #: Training / evaluation data: a folder of class folders or a packed record path
-    #: (None: given on the command line).
+    #: Training data: a folder of class folders or a packed record path (None: --data's train/).
     train_source: Optional[str] = None
+    #: Evaluation data, as train_source (None: --data's val/).
     eval_source: Optional[str] = None
     #: Training and evaluation resolution (None: the model's default).
     image_size: Optional[int] = None
     #: Training crop: Inception-style random resized crop in the TF-Vision or TF-TPU flavour.
     crop: Literal["tf_vision", "tf_tpu"] = "tf_vision"
+    #: Random-resized-crop area, as fractions of the image (min,max).
     crop_area_range: tuple[float, float] = (0.08, 1.0)
+    #: Random-resized-crop aspect ratio range (min,max).
     crop_aspect_range: tuple[float, float] = (0.75, 4.0 / 3.0)
+    #: Random horizontal flip in training.
     flip: bool = True
     #: Evaluation centre-crop fraction (None: the model's default, e.g. 224/256 or size/(size+32)).
     eval_crop_fraction: Optional[float] = None
+    #: Resize interpolation of the train and eval crops (None: the model's default).
     interpolation: Optional[Literal["bilinear", "bicubic", "area", "nearest"]] = None
-    #: Per-channel mean/std on the 0-255 scale (None: the model's defaults).
+    #: Per-channel mean on the 0-255 scale (None: the model's default).
     mean: Optional[tuple[float, float, float]] = None
+    #: Per-channel standard deviation on the 0-255 scale (None: the model's default).
     std: Optional[tuple[float, float, float]] = None
+    #: Policy augmentation after crop and flip, as TF-Vision's `official.vision.ops.augment`.
     augment: Literal["none", "autoaugment", "randaugment"] = "none"
+    #: AutoAugment policy: "v0" (the EfficientNet one) or "simple".
     autoaugment_policy: str = "v0"
+    #: RandAugment: ops applied per image.
     randaugment_num_layers: int = 2
+    #: RandAugment: magnitude of every op, on TF's 0-10 scale (above 10 extrapolates).
     randaugment_magnitude: float = 10.0
+    #: RandAugment: > 0 adds N(0, 1) noise to each op's magnitude, clipped to [0, 10] (TF-Vision
+    #: adds unit-variance noise whatever this value is; 0: fixed magnitude).
     randaugment_magnitude_std: float = 0.0
+    #: RandAugment: keep each layer's result with this probability (None: always).
     randaugment_prob_to_apply: Optional[float] = None
+    #: RandAugment: op names never drawn, e.g. Cutout.
     randaugment_exclude_ops: tuple[str, ...] = ()
+    #: Cutout half-side in pixels at magnitude 10 (the square is twice as wide), for both policies.
     cutout_const: float = 40.0
+    #: Translation in pixels at magnitude 10, for both policies.
     translate_const: float = 100.0
     #: Probability of random erasing per image (0: off).
     random_erasing: float = 0.0
-    #: Mixup / CutMix Beta-distribution alphas (0: off).
+    #: Mixup Beta-distribution alpha (0: off).
     mixup_alpha: float = 0.0
+    #: CutMix Beta-distribution alpha (0: off).
     cutmix_alpha: float = 0.0
     #: Training-set size used for steps_per_epoch (None: count the data).
     num_train_examples: Optional[int] = None
@@ -110,30 +139,38 @@ class DataConfig:
 class OptimizerConfig:
     """The optimizer and its regularisation (read by `flaxnets.train.optim.build_optimizer`)."""
 
+    #: "adamw", "rmsprop_tf" (TF1 RMSProp semantics) or "sgd" (with momentum).
     name: Literal["adamw", "rmsprop_tf", "sgd"] = "adamw"
-    # AdamW
+    #: AdamW first-moment decay.
     b1: float = 0.9
+    #: AdamW second-moment decay.
     b2: float = 0.999
+    #: AdamW epsilon.
     eps: float = 1e-8
     #: Add eps to the un-corrected sqrt(v) as TF/Keras Adam does ("epsilon hat") instead of after
     #: bias correction as optax does.
     adam_epsilon_hat: bool = False
-    # RMSProp with TF1 semantics: eps inside the square root, accumulator starts at
-    # `rmsprop_initial_accumulator`, the learning rate inside the momentum accumulator.
+    #: rmsprop_tf: decay of the squared-gradient average.
     rmsprop_decay: float = 0.9
+    #: rmsprop_tf: momentum, with the learning rate inside the momentum accumulator as in TF1.
     rmsprop_momentum: float = 0.9
+    #: rmsprop_tf: epsilon, added inside the square root as in TF1.
     rmsprop_eps: float = 1e-3
+    #: rmsprop_tf: starting value of the squared-gradient average (TF1: 1.0).
     rmsprop_initial_accumulator: float = 1.0
-    # SGD
+    #: sgd: momentum.
     momentum: float = 0.9
+    #: sgd: Nesterov momentum.
     nesterov: bool = False
     #: Decoupled weight decay (AdamW): w -= lr * weight_decay * w, for every parameter whose kind
     #: is not in `weight_decay_exclude`.
     weight_decay: float = 0.0
+    #: Parameter kinds without weight decay.
     weight_decay_exclude: tuple[ParamKind, ...] = ("bn_scale", "bn_bias")
     #: L2 regularisation: `l2 * w` added to the gradient (= 0.5 * l2 * ||w||^2 in the loss) for
     #: every parameter whose kind is not in `l2_exclude`.
     l2: float = 0.0
+    #: Parameter kinds without L2.
     l2_exclude: tuple[ParamKind, ...] = ("bn_scale", "bn_bias")
     #: Clip the gradient to this global norm before the optimizer (None: no clipping).
     grad_clip_norm: Optional[float] = None
@@ -151,17 +188,23 @@ class ScheduleConfig:
     `warmup_cosine_decay_schedule`: the cosine starts only after the warmup.
     """
 
+    #: Shape: constant, cosine or exponential (TF-style warmup) or warmup_cosine (optax's).
     name: Literal["constant", "cosine", "warmup_cosine", "exponential"] = "cosine"
     #: Peak learning rate at `reference_batch` examples per step.
     base_lr: float = 0.001
     #: peak = base_lr * global_batch_size / reference_batch (None: peak = base_lr, no scaling).
     reference_batch: Optional[int] = None
+    #: Length of the linear warmup.
     warmup_epochs: float = 0.0
+    #: Learning rate at step 0 of the warmup.
     warmup_start_lr: float = 0.0
+    #: Where the warmup ramps to: the peak, or the schedule's own value at its end.
     warmup_target: Literal["peak", "schedule"] = "peak"
     #: exponential: epochs per decay period; cosine: length of the decay (None: train.epochs).
     decay_epochs: Optional[float] = None
+    #: exponential: factor per decay period.
     decay_rate: float = 0.97
+    #: exponential: decay in whole periods (steps) rather than continuously.
     staircase: bool = True
     #: Final value of a cosine as a fraction of the peak (optax/TF `alpha`).
     alpha: float = 0.0
@@ -174,6 +217,7 @@ class ScheduleConfig:
 class LossConfig:
     """Softmax cross-entropy (computed in float32)."""
 
+    #: Weight moved from the true class to the uniform distribution over all classes.
     label_smoothing: float = 0.0
 
 
@@ -183,6 +227,7 @@ class TrainConfig:
 
     #: Examples per optimizer step over all devices and accumulation micro-steps.
     global_batch_size: int = 256
+    #: Length of the run in passes over the training set.
     epochs: float = 1.0
     #: Micro-steps per optimizer step (each of global_batch_size // grad_accum_steps examples).
     grad_accum_steps: int = 1
@@ -197,7 +242,7 @@ class TrainConfig:
 class EmaConfig:
     """Exponential moving average of the weights, updated once per optimizer step."""
 
-    #: None: no EMA.
+    #: Decay of the average per optimizer step (None: no EMA).
     decay: Optional[float] = None
     #: Average BatchNorm running statistics too (TF-TPU) or only trainable weights (TF-Vision).
     include_batch_stats: bool = False
@@ -210,8 +255,11 @@ class EmaConfig:
 class EvalConfig:
     """When and how to evaluate."""
 
+    #: Evaluate every this many epochs (and at the end).
     every_epochs: Optional[float] = 1.0
+    #: Evaluate every this many optimizer steps; takes precedence over every_epochs.
     every_steps: Optional[int] = None
+    #: Global evaluation batch; the last batch is padded and the padding not counted.
     batch_size: int = 256
 
 
@@ -231,6 +279,7 @@ class CheckpointConfig:
 class LogConfig:
     """Training metric logging."""
 
+    #: Log the mean training metrics every this many optimizer steps.
     every_steps: int = 100
 
 
@@ -248,10 +297,13 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    #: The one seed every random choice derives from (initialisation, data order, augmentation).
     seed: int = 42
-    #: Recipe name, where it comes from, and anything a reader should know.
+    #: Recipe name.
     name: str = ""
+    #: Where the recipe comes from (paper, reference code).
     source: str = ""
+    #: Anything a reader should know about the recipe.
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,6 +399,65 @@ def _leaf_fields(cls, prefix: str):
             yield from _leaf_fields(tp, name + ".")
         else:
             yield name, tp
+
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """One settable key: its `--set` spelling, the values it takes, its default and meaning."""
+
+    key: str
+    values: str
+    default: str
+    meaning: str
+
+
+def describe_keys(config: Config | None = None) -> list[KeyDoc]:
+    """Every settable key of `config` (default: `Config()`) with its type, its value in `config`
+    (written as `--set` takes it) and its meaning: the `#:` comment above its field."""
+    config = Config() if config is None else config
+    docs = []
+    for key, tp in _leaf_fields(type(config), ""):
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        section, _, name = key.rpartition(".")
+        owner = type(config) if not section else type(_get(config, section))
+        docs.append(KeyDoc(key, _describe(tp), _format_value(value), _field_comments(owner)[name]))
+    return docs
+
+
+def _get(config: Config, dotted: str):
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _format_value(value) -> str:
+    """A value as `--set` would take it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(_format_value(v) for v in value) if value else "()"
+    if isinstance(value, str):
+        return value or '""'
+    return repr(value)
+
+
+@functools.cache
+def _field_comments(cls) -> dict[str, str]:
+    """{field name: the `#:` comment lines directly above it, joined} for dataclass `cls`."""
+    lines = inspect.getsource(cls).splitlines()
+    out = {}
+    for node in ast.parse(textwrap.dedent("\n".join(lines))).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            text, row = [], node.lineno - 2
+            while row >= 0 and lines[row].strip().startswith("#:"):
+                text.insert(0, lines[row].strip()[2:].strip())
+                row -= 1
+            out[node.target.id] = " ".join(text)
+    return out
 
 
 def _unknown_key(key: str, valid: list[str]) -> UsageError:

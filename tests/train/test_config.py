@@ -102,3 +102,39 @@ def test_config_keys_cover_sections():
     for key in ("model.bn_group_size", "schedule.steps_per_epoch_mode", "ema.include_batch_stats",
                 "checkpoint.keep_best", "log.every_steps", "seed"):
         assert key in keys
+
+
+def test_every_key_has_a_meaning_and_a_default_set_accepts():
+    from flaxnets.config import Config, apply_overrides, config_keys, describe_keys
+
+    docs = describe_keys()
+    assert [d.key for d in docs] == config_keys()
+    for d in docs:
+        assert d.meaning, f"{d.key} has no #: comment"
+        # The default as printed is valid --set input and gives the default back.
+        if d.key not in ("name", "source", "notes"):
+            assert apply_overrides(Config(), [f"{d.key}={d.default}"]) == Config(), d.key
+
+
+def test_keys_reference_shows_a_recipes_values(capsys):
+    from flaxnets.cli import main
+
+    from flaxnets.recipes import load_recipe
+
+    recipe = load_recipe("mobilenet_v3_large_tfvision")
+    assert main(["recipes", "--keys", "--show", "mobilenet_v3_large_tfvision"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("model.name = mobilenet_v3_large  (str)\n    Registry name")
+    assert f"\ntrain.global_batch_size = {recipe.train.global_batch_size}  (int)\n" in out
+    assert recipe.train.global_batch_size != 256  # not the default
+    assert main(["recipes", "--markdown"]) == 2
+    assert "--markdown goes with --keys" in capsys.readouterr().err
+
+
+def test_docs_config_page_is_current():
+    from pathlib import Path
+
+    from flaxnets.commands.recipes import keys_markdown
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md"
+    assert page.read_text() == keys_markdown(), "regenerate: flaxnets recipes --keys --markdown > docs/CONFIG.md"
