@@ -74,11 +74,18 @@ def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None
         raise UsageError(f"--batch {batch}: expected a positive multiple of the device count "
                          f"{len(devices)} (the batch is sharded over them)")
 
+    from flaxnets.errors import FlaxnetsError
     from flaxnets.models import create_model, get_spec
     from flaxnets.models.layers import conv_unrolled
 
+    try:
+        spec = get_spec(name)
+    except FlaxnetsError as e:
+        raise UsageError(str(e)) from None
     if resolution is None:
-        resolution = get_spec(name).resolution
+        resolution = spec.resolution
+    if resolution < 8:
+        raise UsageError(f"--resolution {resolution} is too small; expected at least 8")
 
     mesh = Mesh(np.asarray(devices), ("data",))
     replicated = NamedSharding(mesh, P())
