@@ -23,13 +23,23 @@ def _keras_model(builder, seed, **kwargs):
     arguments: building and randomising takes most of a minute on 2 cores)."""
     import keras
 
-    keras.utils.set_random_seed(seed)
-    model = builder(input_shape=(RESOLUTION, RESOLUTION, 3), weights=None, classes=10,
-                    classifier_activation=None, **kwargs)
+    # Kernels are drawn below with NumPy: Keras's own random initialisers compile once per kernel
+    # shape, which made building EfficientNet-B0 take most of a minute.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.initializers.VarianceScaling, "__call__",
+                      lambda self, shape, dtype=None: keras.ops.zeros(shape, dtype=dtype))
+        model = builder(input_shape=(RESOLUTION, RESOLUTION, 3), weights=None, classes=10,
+                        classifier_activation=None, **kwargs)
     rng = np.random.default_rng(seed)
-    # Keras starts BN at (1, 0, 0, 1) and biases at 0: randomise them so a swapped or
-    # transposed tensor, or a BN in training mode, would show.
+    # Kernels LeCun-normal; Keras starts BN at (1, 0, 0, 1) and biases at 0: randomise them so a
+    # swapped or transposed tensor, or a BN in training mode, would show.
     for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None:
+            shape = tuple(kernel.shape)
+            fan_in = int(np.prod(shape[:2] if isinstance(layer, keras.layers.DepthwiseConv2D)
+                                 else shape[:-1]))
+            kernel.assign(rng.normal(0.0, np.sqrt(1.0 / fan_in), shape).astype(np.float32))
         if isinstance(layer, keras.layers.BatchNormalization):
             c = layer.gamma.shape
             layer.gamma.assign(rng.uniform(0.5, 1.5, c))
