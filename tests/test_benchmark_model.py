@@ -46,7 +46,8 @@ def test_infer_table_output(capsys):
     (dict(dtype="float16"), r"--dtype 'float16'"),
     (dict(steps=0), r"--steps 0"),
     (dict(resolution=4), r"--resolution 4 is too small; expected at least 8"),
-    (dict(name="mobilenet_v3_smal"), r"unknown model 'mobilenet_v3_smal' \(did you mean 'mobilenet_v3_small'\?\)"),
+    (dict(name="mobilenet_v3_smal"),
+     r"unknown model 'mobilenet_v3_smal' \(did you mean 'mobilenet_v3_small'\?\)"),
 ])
 def test_bad_settings_are_usage_errors(bad, match):
     settings = dict(name="mobilenet_v3_small", batch=4, resolution=32, mode="train", dtype="float32", steps=2)

@@ -137,4 +137,5 @@ def test_docs_config_page_is_current():
     from flaxnets.commands.recipes import keys_markdown
 
     page = Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md"
-    assert page.read_text() == keys_markdown(), "regenerate: flaxnets recipes --keys --markdown > docs/CONFIG.md"
+    assert page.read_text() == keys_markdown(), \
+        "stale: run flaxnets recipes --keys --markdown > docs/CONFIG.md"

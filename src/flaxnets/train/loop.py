@@ -162,8 +162,9 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     evaluation's metrics plus "step" and "preempted".
 
     `stop_after_steps` stops (with a checkpoint) after that optimizer step, as an interruption
-    would; the result then has evaluation metrics only if that step was an evaluation step. SIGTERM saves a checkpoint and returns with "preempted" True. A non-finite loss
-    raises FlaxnetsError naming the step; no checkpoint holding it is written.
+    would; the result then has evaluation metrics only if that step was an evaluation step.
+    SIGTERM saves a checkpoint and returns with "preempted" True. A non-finite loss raises
+    FlaxnetsError naming the step; no checkpoint holding it is written.
     """
     import jax
     import jax.numpy as jnp
