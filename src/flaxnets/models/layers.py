@@ -219,22 +219,14 @@ def conv_unrolled() -> bool:
     return setting == "unrolled" or (setting == "auto" and jax.default_backend() == "cpu")
 
 
-def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF / XLA "SAME" padding of one spatial axis: the output has ceil(size / stride)
-    positions, and an odd total padding puts the extra pixel at the end."""
-    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def depthwise_shifts(x, kernel, strides, padding):
     """A depthwise convolution (NHWC input, HWIO kernel with I = 1, O = C) as a sum of k*k
     strided slices of the zero-padded input, each scaled by one kernel tap per channel.
     Products and sums are in float32 (or wider) and the result is cast back to x's dtype,
     as a convolution accumulates."""
     kh, kw = kernel.shape[:2]
-    if isinstance(padding, str):
-        padding = [_same_pads(size, k, s) if padding == "SAME" else (0, 0)
-                   for size, k, s in zip(x.shape[1:3], (kh, kw), strides)]
+    if isinstance(padding, str):  # "SAME" / "VALID", resolved exactly as the convolution does
+        padding = jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), strides, padding)
     x_pad = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
     out_h = (x_pad.shape[1] - kh) // strides[0] + 1
     out_w = (x_pad.shape[2] - kw) // strides[1] + 1
