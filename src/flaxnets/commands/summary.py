@@ -11,16 +11,10 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from flaxnets.errors import FlaxnetsError, UsageError
-    from flaxnets.models import get_spec, layer_summary
+    from flaxnets.models import layer_summary
+    from flaxnets.models.registry import model_input
 
-    try:
-        spec = get_spec(args.name)
-    except FlaxnetsError as e:
-        raise UsageError(str(e)) from None
-    resolution = spec.resolution if args.resolution is None else args.resolution
-    if resolution < 8:
-        raise UsageError(f"--resolution {resolution} is too small; expected at least 8")
+    _, resolution = model_input(args.name, args.resolution)
     rows = layer_summary(args.name, resolution)
     width = max(len(r.path) for r in rows) + 2
     print(f"{args.name} at {resolution}x{resolution}")

@@ -89,13 +89,13 @@ def layer_summary(name: str, resolution: int | None = None, **overrides) -> list
     `resolution` (default: the spec's), computed from the architecture table without building
     the model. `traced_summary` gives the same rows by tracing a model object."""
     from flaxnets.models.blocks import resolve
-    from flaxnets.models.registry import get_spec
+    from flaxnets.models.registry import MIN_RESOLUTION, get_spec
 
     spec = get_spec(name)
     knobs = spec.knobs(**overrides)
     resolution = spec.resolution if resolution is None else resolution
-    if resolution < 8:
-        raise FlaxnetsError(f"resolution {resolution} is too small; expected at least 8")
+    if resolution < MIN_RESOLUTION:
+        raise FlaxnetsError(f"resolution {resolution} is too small; expected at least {MIN_RESOLUTION}")
     stem, configs, head, pre_logits = resolve(spec.architecture(), knobs.stochastic_depth_rate,
                                               knobs.activation)
     rows: list[LayerRow] = []

@@ -9,7 +9,7 @@ from typing import Any
 
 from flax import nnx
 
-from flaxnets.errors import FlaxnetsError
+from flaxnets.errors import FlaxnetsError, UsageError
 from flaxnets.models import efficientnet, mobilenet_v2, mobilenet_v3
 from flaxnets.models.blocks import Architecture, ConvNet, Knobs
 
@@ -127,6 +127,24 @@ def get_spec(name: str) -> ModelSpec:
         return REGISTRY[name]
     except KeyError:
         raise _unknown("model", name, REGISTRY) from None
+
+
+#: The smallest input side counted, summarised or benchmarked.
+MIN_RESOLUTION = 8
+
+
+def model_input(name: str, resolution: int | None = None) -> tuple[ModelSpec, int]:
+    """The spec of `name` and the input side to use (`resolution`, else the spec's), as the
+    commands take NAME and --resolution: an unknown name or a side below `MIN_RESOLUTION` is a
+    UsageError (exit status 2)."""
+    try:
+        spec = get_spec(name)
+    except FlaxnetsError as e:
+        raise UsageError(str(e)) from None
+    resolution = spec.resolution if resolution is None else resolution
+    if resolution < MIN_RESOLUTION:
+        raise UsageError(f"--resolution {resolution} is too small; expected at least {MIN_RESOLUTION}")
+    return spec, resolution
 
 
 def create_model(name: str, *, num_classes: int = 1000, rngs: nnx.Rngs | None = None,

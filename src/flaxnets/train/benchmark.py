@@ -74,18 +74,11 @@ def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None
         raise UsageError(f"--batch {batch}: expected a positive multiple of the device count "
                          f"{len(devices)} (the batch is sharded over them)")
 
-    from flaxnets.errors import FlaxnetsError
-    from flaxnets.models import create_model, get_spec
+    from flaxnets.models import create_model
     from flaxnets.models.layers import conv_unrolled
+    from flaxnets.models.registry import model_input
 
-    try:
-        spec = get_spec(name)
-    except FlaxnetsError as e:
-        raise UsageError(str(e)) from None
-    if resolution is None:
-        resolution = spec.resolution
-    if resolution < 8:
-        raise UsageError(f"--resolution {resolution} is too small; expected at least 8")
+    _, resolution = model_input(name, resolution)
 
     mesh = Mesh(np.asarray(devices), ("data",))
     replicated = NamedSharding(mesh, P())
