@@ -417,19 +417,13 @@ def describe_keys(config: Config | None = None) -> list[KeyDoc]:
     config = Config() if config is None else config
     docs = []
     for key, tp in _leaf_fields(type(config), ""):
-        value = config
-        for part in key.split("."):
-            value = getattr(value, part)
-        section, _, name = key.rpartition(".")
-        owner = type(config) if not section else type(_get(config, section))
-        docs.append(KeyDoc(key, _describe(tp), _format_value(value), _field_comments(owner)[name]))
+        *sections, name = key.split(".")
+        owner = config
+        for part in sections:
+            owner = getattr(owner, part)
+        docs.append(KeyDoc(key, _describe(tp), _format_value(getattr(owner, name)),
+                           _field_comments(type(owner))[name]))
     return docs
-
-
-def _get(config: Config, dotted: str):
-    for part in dotted.split("."):
-        config = getattr(config, part)
-    return config
 
 
 def _format_value(value) -> str:
