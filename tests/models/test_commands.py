@@ -41,14 +41,10 @@ def test_summary_unknown_name_exits_2_with_one_line(capsys):
 def test_readme_zoo_table_is_what_flaxnets_models_prints(capsys):
     from pathlib import Path
 
-    from flaxnets.commands.models import _human
+    from flaxnets.commands.models import row_cells
 
     assert main(["models", "--json"]) == 0
-    expected = []
-    for r in json.loads(capsys.readouterr().out):
-        top1 = "-" if r["published_top1"] is None else f"{r['published_top1']:.1f}"
-        expected.append([r["name"], f"{r['params']:,}", _human(r["macs"]),
-                         r["published_macs"] or "-", str(r["resolution"]), top1])
+    expected = [row_cells(r) for r in json.loads(capsys.readouterr().out)]
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     names = {row[0] for row in expected}
     table = [[cell.strip() for cell in line.strip("|").split("|")]

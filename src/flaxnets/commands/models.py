@@ -15,6 +15,14 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
+def row_cells(row: dict) -> list[str]:
+    """One zoo row as printed (README's table too): name, params, MACs, published MACs,
+    resolution, published top-1."""
+    top1 = "-" if row["published_top1"] is None else f"{row['published_top1']:.1f}"
+    return [row["name"], f"{row['params']:,}", _human(row["macs"]), row["published_macs"] or "-",
+            str(row["resolution"]), top1]
+
+
 def run(args) -> int:
     import json
 
@@ -32,11 +40,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'model':<28}{'params':>12}{'MACs':>10}{'published':>10}{'res':>6}{'top-1':>8}")
-    for r in rows:
-        top1 = "-" if r["published_top1"] is None else f"{r['published_top1']:.1f}"
-        print(f"{r['name']:<28}{r['params']:>12,}{_human(r['macs']):>10}"
-              f"{r['published_macs'] or '-':>10}{r['resolution']:>6}{top1:>8}")
+    widths = (-28, 12, 10, 10, 6, 8)  # negative: left-aligned
+    for cells in [["model", "params", "MACs", "published", "res", "top-1"]] + [row_cells(r) for r in rows]:
+        print("".join(c.ljust(-w) if w < 0 else c.rjust(w) for c, w in zip(cells, widths)))
     print("MACs: multiply-accumulates per image at the default resolution (conv + dense), equal to\n"
           "those of the keras.applications models; published: the source's printed multiply-adds\n"
           "(docs/MODELS.md explains where and why they differ).")
