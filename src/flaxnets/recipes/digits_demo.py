@@ -13,6 +13,39 @@ from flaxnets.config import (CheckpointConfig, Config, DataConfig, EmaConfig, Ev
 
 PUBLISHED_TOP1 = None
 
+OURS = "ours: the demo's own choice"
+#: Where each value comes from: dotted config key (as for --set) -> citation.
+SOURCES = {
+    "model.name": "ours: the smallest zoo model, trains in minutes on 2 CPU cores",
+    "model.num_classes": "ours: the ten digit classes",
+    "model.bn_momentum": "ours: 0.9, so the running statistics settle within a short run",
+    "model.bn_epsilon": "ours: the model default (1e-3)",
+    "model.dropout_rate": OURS,
+    "model.stochastic_depth_rate": OURS,
+    "model.bn_group_size": "ours: statistics over the whole (small) batch",
+    "model.dtype": "ours: float32 (CPU)",
+    "data.image_size": "ours: the 8x8 digits exported as 32x32 images",
+    "data.crop": OURS,
+    "data.crop_area_range": "ours: digits are centred and small, so only mild crops",
+    "data.flip": "ours: no flips (a mirrored 3 is not a 3)",
+    "data.eval_crop_fraction": "ours: the whole 32x32 image",
+    "data.interpolation": OURS,
+    "data.mean": "ours: [-1, 1]",
+    "data.std": "ours: [-1, 1]",
+    "data.num_train_examples": "ours: count the exported folder",
+    "optimizer.name": OURS,
+    "optimizer.weight_decay": OURS,
+    "optimizer.weight_decay_exclude": OURS,
+    "schedule.name": OURS,
+    "schedule.base_lr": OURS,
+    "schedule.reference_batch": OURS,
+    "schedule.warmup_epochs": OURS,
+    "loss.label_smoothing": OURS,
+    "train.global_batch_size": OURS,
+    "train.epochs": "ours: reaches >= 95% held-out top-1 within minutes on 2 CPU cores",
+    "ema.decay": "ours: no EMA (the run is too short for one)",
+}
+
 
 def get_config() -> Config:
     """The recipe's configuration."""
