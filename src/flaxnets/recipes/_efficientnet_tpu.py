@@ -5,11 +5,12 @@ Per-variant resolution and dropout are the model family's table (`flaxnets.model
 the reference's `efficientnet_params`), read here rather than restated.
 
 BatchNorm: `TpuBatchNormalization` (utils.py:141-163) computes the statistics per replica on up to
-8 replicas and over groups of max(8, replicas // 8) replicas above that. The reference's command
-(README section 4: one `--tpu`, batch 2048) runs on an 8-core TPU v2-8/v3-8: 2048 / 8 = 256
-examples per replica. At batch 2048 the grouping gives 256 again on 64 or more cores (e.g. 128
-cores: groups of 16 x 16), and 512 / 1024 on 32 / 16 cores; this recipe assumes the 8-core slice.
-`--set model.bn_group_size=none` gives statistics over the whole batch.
+8 replicas and over groups of max(8, replicas // 8) replicas above that. This recipe assumes the
+reference's default batch of 2048 (main.py:128) on one 8-core TPU device (v2-8 / v3-8, the single
+`--tpu` of the README's training command): 2048 / 8 = 256 examples per replica. At batch 2048 the
+grouping gives 256 again on 64 or more cores (128 cores: groups of 16 x 16 examples), but 512 / 1024
+on 32 / 16 cores. (The paper's own runs used batch 4096 with more cores for the bigger variants,
+tensorflow/tpu issue 546.) `--set model.bn_group_size=none` gives statistics over the whole batch.
 """
 
 from flaxnets.config import (Config, DataConfig, EmaConfig, LossConfig, ModelConfig, OptimizerConfig,

@@ -51,8 +51,9 @@ def paper_sources(model: str) -> dict[str, str]:
         "optimizer.rmsprop_initial_accumulator": f"{PAPER} (TF1 RMSPropOptimizer starts its mean square at 1.0)",
         "optimizer.weight_decay": f"{PAPER} (RMSProp with L2, no decoupled decay)",
         "optimizer.l2": f"{PAPER} (l2 weight decay 1e-5)",
-        "optimizer.l2_exclude": (f"unstated in the paper; {SLIM_MOBILENET} training_scope (l2 on conv and "
-                                 "fully-connected weights; none on separable/depthwise, biases or BatchNorm)"),
+        "optimizer.l2_exclude": (f"unstated in the paper; {SLIM_MOBILENET} training_scope (l2 on slim.conv2d "
+                                 "weights, the classifier being a 1x1 conv2d there; none on separable/depthwise "
+                                 "weights, biases or BatchNorm)"),
         "schedule.name": f"{PAPER} (decay every 3 epochs)",
         "schedule.base_lr": f"{PAPER} (0.1)",
         "schedule.reference_batch": f"{PAPER} (0.1 at batch 4096)",

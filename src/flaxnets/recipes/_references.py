@@ -52,7 +52,7 @@ def tf_vision_sources(yaml: str) -> dict[str, str]:
     them (crop, flip, eval crop, resize, normalisation, initialisers, the ImageNet epoch)."""
     return {
         "model.num_classes": f"ours: the 1000 ImageNet classes; {yaml}:7 has 1001 (TF's unused background class)",
-        "model.kernel_init": (f"{TFV_MOBILENET}:145 (backbone VarianceScaling); head: {TFV_FACTORY}:85 "
+        "model.kernel_init": (f"{TFV_MOBILENET}:1230 (backbone VarianceScaling); head: {TFV_FACTORY}:85 "
                               "(random_uniform)"),
         "model.dtype": f"{yaml}:4 (mixed_precision_dtype bfloat16)",
         "data.image_size": f"{yaml}:8",

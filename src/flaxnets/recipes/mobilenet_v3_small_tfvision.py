@@ -51,7 +51,9 @@ SOURCES = {
     "optimizer.rmsprop_eps": f"{Y}:48",
     "optimizer.rmsprop_initial_accumulator": f"{TFV_OPTIMIZERS}:46 (Keras legacy RMSprop starts its rms at 0)",
     "optimizer.l2": f"{Y}:21 (l2(1e-5 / 2) kernel regularisers: 1e-5 * w in the gradient)",
-    "optimizer.l2_exclude": f"{TFV_MOBILENET}:235 (kernel_regularizer on conv and dense kernels only)",
+    "optimizer.l2_exclude": (f"{TFV_MOBILENET}:1240 (regularize_depthwise False: no depthwise regulariser, "
+                             "official/vision/modeling/layers/nn_blocks.py:608-611); kernel regularisers only, "
+                             "no bias or BatchNorm one"),
     "optimizer.weight_decay": f"{Y}:44 (RMSProp: no decoupled decay)",
     "schedule.name": f"{Y}:50",
     "schedule.base_lr": f"{Y}:52",
