@@ -10,6 +10,7 @@ Command:
 
 from flaxnets.config import (CheckpointConfig, Config, DataConfig, EmaConfig, EvalConfig, LogConfig,
                              LossConfig, ModelConfig, OptimizerConfig, ScheduleConfig, TrainConfig)
+from flaxnets.models.registry import INCEPTION_MEAN, INCEPTION_STD
 
 PUBLISHED_TOP1 = None
 
@@ -56,8 +57,8 @@ def get_config() -> Config:
                           stochastic_depth_rate=0.0, dtype="float32"),
         # Digits are centred and small: mild crops only, and no flips (a mirrored 3 is not a 3).
         data=DataConfig(image_size=32, crop="tf_vision", crop_area_range=(0.6, 1.0), flip=False,
-                        eval_crop_fraction=1.0, interpolation="bilinear", mean=(127.5, 127.5, 127.5),
-                        std=(127.5, 127.5, 127.5), augment="none", num_train_examples=None, workers=0),
+                        eval_crop_fraction=1.0, interpolation="bilinear", mean=INCEPTION_MEAN,
+                        std=INCEPTION_STD, augment="none", num_train_examples=None, workers=0),
         optimizer=OptimizerConfig(name="adamw", weight_decay=0.01, weight_decay_exclude=("bn_scale", "bn_bias", "bias")),
         schedule=ScheduleConfig(name="warmup_cosine", base_lr=0.004, reference_batch=128, warmup_epochs=2,
                                 alpha=0.0),
