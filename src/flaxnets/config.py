@@ -89,7 +89,7 @@ class DataConfig:
     #: Training and evaluation resolution (None: the model's default).
     image_size: Optional[int] = None
     #: Training crop: Inception-style random resized crop in the TF-Vision or TF-TPU flavour.
-    crop: Literal["tf_vision", "tf_tpu"] = "tf_vision"
+    crop: Literal["tf_vision", "tf_tpu", "inception"] = "tf_vision"
     #: Random-resized-crop area, as fractions of the image (min,max).
     crop_area_range: tuple[float, float] = (0.08, 1.0)
     #: Random-resized-crop aspect ratio range (min,max).

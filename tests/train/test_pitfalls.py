@@ -1,13 +1,17 @@
 """Loop-level guards against silent failures: divergence stops the run with the last good
 checkpoint intact, and a batch that does not split over devices x micro-steps is refused before
-anything runs. The tiny network of test_loop stands in for the zoo (see there why)."""
+anything runs. The tiny network of test_loop stands in for the zoo (see there why). And the
+pitfalls list of docs/RECIPES.md names tests that exist, and the code cites it, not a file outside
+the repository."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flaxnets.errors import FlaxnetsError
+from flaxnets.recipes._pitfalls import PITFALLS
 from test_loop import read_lines, saved_state, train
 
 
@@ -39,3 +43,25 @@ def test_batch_not_divisible_by_devices_times_accumulation_is_refused(digits, tm
         train(digits, workdir, "train.global_batch_size=30", "train.grad_accum_steps=3")
     assert not (workdir / "checkpoints").exists()
     assert not (workdir / "metrics.jsonl").exists()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_pitfall_names_tests_that_exist():
+    for number, pitfall in enumerate(PITFALLS, 1):
+        assert pitfall.tests, f"pitfall {number} names no test"
+        for ref in pitfall.tests:
+            path, function = ref.split("::")
+            assert (ROOT / path).is_file(), f"pitfall {number}: {path} does not exist"
+            assert re.search(rf"^def {function}\(", (ROOT / path).read_text(), re.M), \
+                f"pitfall {number}: {ref} does not exist"
+
+
+def test_code_cites_the_pitfalls_of_the_repositorys_own_docs():
+    for file in sorted((ROOT / "src").rglob("*.py")):
+        for row, line in enumerate(file.read_text().splitlines(), 1):
+            where = f"{file.relative_to(ROOT)}:{row}"
+            assert "RECIPES.md" not in line.replace("docs/RECIPES.md", ""), f"{where} cites a RECIPES.md outside docs/"
+            for number in re.findall(r"[Pp]itfall (\d+)", line):
+                assert 1 <= int(number) <= len(PITFALLS), f"{where}: there is no pitfall {number}"

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxnets.config import Config
+from flaxnets.config import Config, apply_overrides
 from flaxnets.errors import UsageError
 from flaxnets.recipes import list_recipes, load_recipe, recipe_info
 from flaxnets.train.optim import build_optimizer
@@ -19,7 +19,7 @@ KINDS = {("conv", "kernel"): "conv_kernel", ("dw", "kernel"): "depthwise_kernel"
 PARAMS = {"conv": {"kernel": jnp.ones((3, 3, 3, 4))}, "dw": {"kernel": jnp.ones((3, 3, 1, 4))},
           "bn": {"scale": jnp.ones(4), "bias": jnp.zeros(4)}, "head": {"kernel": jnp.ones((4, 2)), "bias": jnp.zeros(2)}}
 EXPECTED = {"mobilenet_v3_large_tfvision", "mobilenet_v3_large_paper", "mobilenet_v3_small_paper",
-            "mobilenet_v3_small_tfvision", "mobilenet_v3_large_mnv4_setup", "digits_demo",
+            "mobilenet_v3_small_tfvision", "mobilenet_v3_large_mnv4_setup", "mobilenet_v3_large_seed", "digits_demo",
             *(f"efficientnet_b{i}_tpu" for i in range(8))}
 
 
@@ -42,7 +42,7 @@ def test_recipe_loads_round_trips_and_builds_optimizer(name):
     assert all(np.all(np.isfinite(np.asarray(u))) for u in jax.tree.leaves(updates))
 
 
-def test_recipe_values_match_recipes_md():
+def test_recipe_values_match_their_sources():
     large = load_recipe("mobilenet_v3_large_tfvision")
     assert (large.optimizer.name, large.optimizer.eps, large.optimizer.weight_decay) == ("adamw", 1e-7, 0.1)
     assert large.optimizer.weight_decay_exclude == ("bn_scale", "bn_bias")
@@ -53,11 +53,90 @@ def test_recipe_values_match_recipes_md():
     assert float(build_schedule(b0, 1_281_167)(3127)) == pytest.approx(0.128 * 0.97**2, rel=1e-6)
     b7 = load_recipe("efficientnet_b7_tpu")
     assert (b7.data.image_size, b7.model.dropout_rate) == (600, 0.5)
-    paper = load_recipe("mobilenet_v3_large_paper")
-    assert float(build_schedule(paper, 1_281_167)(5 * 312 - 1)) == pytest.approx(
+    seed = load_recipe("mobilenet_v3_large_seed")
+    assert float(build_schedule(seed, 1_281_167)(5 * 312 - 1)) == pytest.approx(
         0.02 * 4096 / 192 * (5 * 312 - 1) / (5 * 312), rel=1e-6)
-    assert float(build_schedule(paper, 1_281_167)(5 * 312)) == pytest.approx(
+    assert float(build_schedule(seed, 1_281_167)(5 * 312)) == pytest.approx(
         0.02 * 4096 / 192 * 0.99 ** math.floor(5 * 312 / 936), rel=1e-6)
+    assert seed.train.micro_batch_size // seed.model.bn_group_size == 8  # 1024 per step on 8 cores
+
+
+# Learning rates TF-Vision itself computes for these yamls: the `mobilenet_imagenet` experiment
+# overridden with the yaml (tf-models-official 2.20, params_dict.override_params_dict, then
+# OptimizerFactory(...).build_learning_rate()), at the steps shown.
+TF_VISION_LR = {
+    "mobilenet_v3_large_tfvision": {0: 0.0, 1: 2.563778934927541e-06, 780: 0.001999747473746538,
+                                    1559: 0.00399693101644516, 1560: 0.003999494947493076,
+                                    2000: 0.003999169450253248, 100000: 0.0022586709819734097},
+    "mobilenet_v3_small_tfvision": {0: 0.0010000000474974513, 1: 0.001005705213174224, 780: 0.005450000055134296,
+                                    1559: 0.009894294664263725, 1560: 0.00989999994635582,
+                                    2000: 0.009801000356674194, 100000: 0.0034461254253983498},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TF_VISION_LR))
+def test_tf_vision_recipes_run_tf_visions_learning_rates_warmup_included(name):
+    # The Large yaml states no warmup, but TF-Vision runs the factory's 1,560-step one.
+    schedule = build_schedule(load_recipe(name), 1_281_167)
+    for step, expected in TF_VISION_LR[name].items():
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-9), step
+
+
+def test_each_recipe_normalises_as_its_source_does():
+    from flaxnets.models.registry import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD
+
+    for name in ("mobilenet_v3_large_tfvision", "mobilenet_v3_small_tfvision", "mobilenet_v3_large_mnv4_setup",
+                 *(f"efficientnet_b{i}_tpu" for i in range(8))):
+        data = load_recipe(name).data
+        assert (data.mean, data.std) == (IMAGENET_MEAN, IMAGENET_STD), name
+    for name in ("mobilenet_v3_large_paper", "mobilenet_v3_small_paper"):
+        data = load_recipe(name).data
+        assert (data.mean, data.std) == (INCEPTION_MEAN, INCEPTION_STD), name
+    assert IMAGENET_MEAN == pytest.approx((123.675, 116.28, 103.53))
+
+
+def test_paper_recipes_use_every_value_section_6_1_1_states():
+    for name in ("mobilenet_v3_large_paper", "mobilenet_v3_small_paper"):
+        c = load_recipe(name)
+        assert (c.optimizer.name, c.optimizer.rmsprop_momentum, c.optimizer.l2) == ("rmsprop_tf", 0.9, 1e-5)
+        assert (c.schedule.base_lr, c.schedule.reference_batch, c.train.global_batch_size) == (0.1, 4096, 4096)
+        assert (c.schedule.decay_epochs, c.schedule.decay_rate) == (3, 0.99)
+        assert (c.model.dropout_rate, c.model.bn_momentum, c.ema.decay) == (0.2, 0.99, 0.9999)
+        assert (c.data.crop, c.model.bn_group_size) == ("inception", 128)
+        schedule = build_schedule(c, 1_281_167)
+        assert float(schedule(1560)) == pytest.approx(0.1 * 0.99, rel=1e-6)  # 1560 steps = 1 decay period
+        assert float(schedule(3 * 936)) == pytest.approx(0.1 * 0.99**3, rel=1e-6)
+
+
+def test_bn_groups_follow_each_source_and_divide_the_forward_pass():
+    groups = {"mobilenet_v3_large_tfvision": 128, "mobilenet_v3_small_tfvision": 128,
+              "mobilenet_v3_large_mnv4_setup": 128, "mobilenet_v3_large_paper": 128,
+              "mobilenet_v3_small_paper": 128, "mobilenet_v3_large_seed": 128,
+              **{f"efficientnet_b{i}_tpu": 256 for i in range(8)}, "digits_demo": None}
+    for name, group in groups.items():
+        config = load_recipe(name)
+        assert config.model.bn_group_size == group, name
+        # Global BN stays one override away, and a smaller run states its own group.
+        assert apply_overrides(config, ["model.bn_group_size=none"]).model.bn_group_size is None
+        small = apply_overrides(config, ["train.global_batch_size=64", "train.grad_accum_steps=1",
+                                         "model.bn_group_size=16"])
+        assert small.train.micro_batch_size % small.model.bn_group_size == 0
+
+
+def test_mnv4_setup_follows_the_conv_m_yaml():
+    c = load_recipe("mobilenet_v3_large_mnv4_setup")
+    assert (c.data.image_size, c.model.stochastic_depth_rate, c.optimizer.weight_decay) == (256, 0.075, 0.1)
+    assert total_steps(c, 1_281_167) == 156_000
+
+
+def test_efficientnet_recipes_read_resolution_and_dropout_from_the_model_table():
+    from flaxnets.models.efficientnet import SCALING
+
+    for i in range(8):
+        c = load_recipe(f"efficientnet_b{i}_tpu")
+        _, _, size, dropout = SCALING[f"b{i}"]
+        assert (c.data.image_size, c.model.dropout_rate) == (size, dropout)
+        assert c.data.eval_crop_fraction == size / (size + 32)
 
 
 def test_load_recipe_from_files(tmp_path):

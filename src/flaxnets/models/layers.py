@@ -115,9 +115,11 @@ def _uniform_symmetric(limit: float):
 def initializers(scheme: str) -> dict[str, Callable]:
     """Kernel initialisers for one scheme, keyed by layer kind: conv, depthwise, dense.
 
-    - "tf_tpu" (TF-TPU EfficientNet / Keras applications): conv and depthwise
-      variance_scaling(2.0, fan_out, truncated normal); dense variance_scaling(1/3, fan_out,
-      uniform), i.e. uniform(+-1/sqrt(fan_out)).
+    - "tf_tpu" (TF-TPU EfficientNet, `conv_kernel_initializer` / `dense_kernel_initializer` in
+      models/official/efficientnet/efficientnet_model.py of tensorflow/tpu): conv and depthwise an
+      *untruncated* normal with std sqrt(2 / fan_out) (`tf.random_normal`; the depthwise kernel's
+      fan_out is k*k, its TF layout having one output per channel); dense uniform(+-1/sqrt(fan_out)).
+      Keras applications' EfficientNet truncates the normal instead; the std is the same.
     - "tf_vision" (TF-Vision MobileNet backbone + classification head): Keras
       `VarianceScaling()` (scale 1.0, fan_in, truncated normal) for conv and depthwise; the
       classifier uses Keras `random_uniform` (uniform(-0.05, 0.05)).
@@ -127,8 +129,8 @@ def initializers(scheme: str) -> dict[str, Callable]:
     vs = _variance_scaling
     if scheme == "tf_tpu":
         return {
-            "conv": vs(2.0, "fan_out", "truncated_normal"),
-            "depthwise": vs(2.0, "fan_out", "truncated_normal", **_DEPTHWISE_AXES),
+            "conv": vs(2.0, "fan_out", "normal"),
+            "depthwise": vs(2.0, "fan_out", "normal", **_DEPTHWISE_AXES),
             "dense": vs(1.0 / 3.0, "fan_out", "uniform"),
         }
     if scheme == "tf_vision":

@@ -18,15 +18,27 @@ _FAMILIES = {
     "efficientnet": efficientnet.architecture,
     "mobilenet_v2": mobilenet_v2.architecture,
 }
+# Input normalisations on the 0-255 scale, each defined once: the model defaults below, the weight
+# importers and the recipes read them from here.
+#: ImageNet mean/std x 255: TF-Vision `MEAN_RGB`/`STDDEV_RGB` (official/vision/ops/preprocess_ops.py),
+#: TF-TPU EfficientNet `MEAN_RGB`/`STDDEV_RGB` (efficientnet_builder.py), timm and torchvision.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+#: (x - 127.5) / 127.5, i.e. [-1, 1]: Keras-applications MobileNets, TF-slim `inception_preprocessing`.
+INCEPTION_MEAN = (127.5, 127.5, 127.5)
+INCEPTION_STD = (127.5, 127.5, 127.5)
+#: TF-TPU EfficientNet-Lite: mean 127, std 128 (lite/efficientnet_lite_builder.py).
+LITE_MEAN = (127.0, 127.0, 127.0)
+LITE_STD = (128.0, 128.0, 128.0)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A registered model: its family builder's arguments and its defaults.
 
-    mean/std are on the 0-255 scale; `crop_fraction` is the eval centre-crop fraction;
+    mean/std (0-255 scale) describe the inputs the model's imported weights were trained on, so
+    `predict`/`eval` of those weights use them; a training recipe states its own normalisation
+    (data.mean/data.std) from its source. `crop_fraction` is the eval centre-crop fraction;
     `published_macs` is the source's multiply-add figure as printed ("219M", "0.39B"), whose
     digits give its precision; `published_top1` is the source's ImageNet top-1 (%), or None.
     """
@@ -62,16 +74,18 @@ class ModelSpec:
 
 
 def _mobilenet(name, family, args, top1, macs=None):
-    # TF-Vision MobileNet defaults: inputs scaled to [-1, 1], crop 0.875, bilinear.
-    return ModelSpec(name, family, args, 224, 0.875, "bilinear", (127.5,) * 3, (127.5,) * 3,
+    # The Keras-applications MobileNet weights (the ones `flaxnets.weights` imports) take inputs in
+    # [-1, 1], crop 0.875, bilinear. TF-Vision *trains* MobileNets on ImageNet mean/std instead
+    # (classification_input.py); its recipes say so themselves.
+    return ModelSpec(name, family, args, 224, 0.875, "bilinear", INCEPTION_MEAN, INCEPTION_STD,
                      0.2, top1, macs, kernel_init="tf_vision")
 
 
 def _efficientnet(variant, top1, macs=None):
     _, _, res, dropout = efficientnet.SCALING[variant]
     lite = variant.startswith("lite")
-    # TF-TPU: EfficientNet uses ImageNet mean/std; Lite uses mean 127, std 128.
-    mean, std = ((127.0,) * 3, (128.0,) * 3) if lite else (IMAGENET_MEAN, IMAGENET_STD)
+    # The TF-TPU EfficientNet checkpoints: ImageNet mean/std; Lite: mean 127, std 128.
+    mean, std = (LITE_MEAN, LITE_STD) if lite else (IMAGENET_MEAN, IMAGENET_STD)
     return ModelSpec(f"efficientnet_{variant}", "efficientnet", {"variant": variant}, res,
                      res / (res + 32), "bicubic", mean, std, dropout, top1, macs,
                      stochastic_depth_rate=0.2, kernel_init="tf_tpu")

@@ -2,6 +2,9 @@
 
 A recipe module's docstring names its source, the exact command that runs it and the accuracy
 that source reports; `PUBLISHED_TOP1` holds that accuracy (None where no source reports one).
+`SOURCES` maps dotted config keys (as `--set` spells them) to where each value comes from: a
+reference file and line, a paper section, or "seed" / "ours" with the reason. Every value that
+matters (`source_keys_required`) must have an entry; docs/RECIPES.md prints them all.
 """
 
 from __future__ import annotations
@@ -14,8 +17,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from flaxnets.config import Config
+from flaxnets.config import Config, config_keys
 from flaxnets.errors import UsageError
+
+#: Sections whose every value differing from `Config()` must have a SOURCES entry.
+SOURCED_SECTIONS = ("model", "data", "optimizer", "schedule", "loss", "train", "ema")
+#: Keys every recipe sources, whether or not they differ from the default.
+CORE_KEYS = (
+    "optimizer.name", "schedule.name", "schedule.base_lr", "train.global_batch_size", "train.epochs",
+    "loss.label_smoothing", "ema.decay", "data.mean", "data.std", "data.crop", "data.interpolation",
+    "data.image_size", "model.bn_momentum", "model.bn_epsilon", "model.bn_group_size", "model.dropout_rate",
+    "model.stochastic_depth_rate",
+)
 
 
 def list_recipes() -> list[str]:
@@ -67,3 +80,27 @@ def recipe_info(name: str) -> dict[str, Any]:
         "published_top1": getattr(module, "PUBLISHED_TOP1", None),
         "title": (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else "",
     }
+
+
+def recipe_sources(name: str) -> dict[str, str]:
+    """The `SOURCES` of a bundled recipe (empty if it has none)."""
+    return dict(getattr(_module(name), "SOURCES", {}))
+
+
+def source_keys_required(config: Config) -> list[str]:
+    """The keys of `config` whose source a recipe must cite: `CORE_KEYS` plus every key of the
+    `SOURCED_SECTIONS` whose value differs from `Config()`'s, in `config_keys()` order."""
+    default = Config()
+    required = []
+    for key in config_keys(config):
+        section, *rest = key.split(".")
+        if key in CORE_KEYS or (section in SOURCED_SECTIONS and _value(config, key) != _value(default, key)):
+            required.append(key)
+    return required
+
+
+def _value(config: Config, key: str) -> Any:
+    obj = config
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj

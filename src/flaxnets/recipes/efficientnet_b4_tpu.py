@@ -6,16 +6,20 @@ Resolution 380, eval centre crop 380/(380+32), bicubic. RMSProp decay 0.9, momen
 eps 1e-3 inside the root, accumulator from 1.0; lr 0.016 x batch/256 x 0.97^floor(step / 2.4 epochs)
 with steps_per_epoch = 1,281,167 / batch as a real number and the first 5 epochs replaced by a linear
 ramp to the peak; L2 1e-5 on all but BatchNorm; label smoothing 0.1; stochastic depth 0.2; EMA
-0.9999 including BatchNorm statistics (TF's num_updates warm-up).
+0.9999 including BatchNorm statistics (TF's num_updates warm-up); ImageNet mean/std inputs;
+BatchNorm statistics per group of 256 (per replica on the reference's 8-core slice).
 
 Command:
     flaxnets train --recipe efficientnet_b4_tpu --data /data/imagenet --workdir runs/efficientnet_b4_tpu
 """
 
 from flaxnets.config import Config
-from flaxnets.recipes._efficientnet_tpu import efficientnet_tpu_config
+from flaxnets.recipes._efficientnet_tpu import efficientnet_tpu_config, efficientnet_tpu_sources
 
 PUBLISHED_TOP1 = 82.9
+
+#: Where each value comes from: dotted config key (as for --set) -> citation.
+SOURCES = efficientnet_tpu_sources("b4")
 
 
 def get_config() -> Config:

@@ -16,7 +16,7 @@ def cross_entropy_loss(logits: jnp.ndarray, labels: jnp.ndarray, label_smoothing
     """Per-example softmax cross-entropy `[batch]` in float32.
 
     `labels` are integer class ids `[batch]` or soft targets `[batch, classes]` (Mixup/CutMix).
-    Smoothing is applied to the very targets the loss uses (RECIPES.md pitfall 1), and the logits
+    Smoothing is applied to the very targets the loss uses (docs/RECIPES.md pitfall 1), and the logits
     are cast to float32 first, whatever the compute dtype (pitfall 7).
     """
     logits = logits.astype(jnp.float32)

@@ -1,7 +1,7 @@
 """Optimizers as optax GradientTransformations built from `Config.optimizer` and the schedule.
 
 Weight-decay and L2 masks select parameters by *kind* (`flaxnets.models.param_kinds`), never by
-layer name, so renaming a layer cannot change a recipe (RECIPES.md pitfall 10).
+layer name, so renaming a layer cannot change a recipe (docs/RECIPES.md pitfall 10).
 
 Chain, in order: L2 (`l2 * w` added to the gradient, as the gradient of `0.5 * l2 * ||w||^2` in the
 TF references' loss) -> global-norm clipping -> the optimizer, whose last step applies the
@@ -68,7 +68,7 @@ def kind_mask(kinds: Mapping[Path, str], exclude: Sequence[str]) -> Callable[[An
 
 def masked_l2(l2: float, kinds: Mapping[Path, str], exclude: Sequence[str]) -> optax.GradientTransformation:
     """Add `l2 * w` to the gradient of every parameter whose kind is not excluded (full strength,
-    not `0.5 * l2 * w`: RECIPES.md pitfall 2)."""
+    not `0.5 * l2 * w`: docs/RECIPES.md pitfall 2)."""
     return optax.add_decayed_weights(l2, mask=kind_mask(kinds, exclude))
 
 

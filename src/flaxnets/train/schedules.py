@@ -3,7 +3,7 @@
 Conventions (see `flaxnets.config.ScheduleConfig`): the decay of `cosine` and `exponential`
 counts from step 0 and a warmup only *replaces* the first steps, as in the TF-TPU and TF-Vision
 references. optax's `warmup_exponential_decay_schedule` instead starts decaying after the warmup,
-which leaves the learning rate about 6% high for a whole EfficientNet run (RECIPES.md pitfall 3).
+which leaves the learning rate about 6% high for a whole EfficientNet run (docs/RECIPES.md pitfall 3).
 """
 
 from __future__ import annotations

@@ -18,12 +18,6 @@ import numpy as np
 
 from flaxnets.errors import FlaxnetsError
 
-# Mean/std on the 0-255 scale.
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-INCEPTION_MEAN = (127.5, 127.5, 127.5)
-INCEPTION_STD = (127.5, 127.5, 127.5)
-
 
 @dataclasses.dataclass
 class WeightsInfo:

@@ -22,11 +22,8 @@ import re
 import numpy as np
 
 from flaxnets.errors import FlaxnetsError
+from flaxnets.models.registry import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD
 from flaxnets.weights.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    INCEPTION_MEAN,
-    INCEPTION_STD,
     Layer,
     WeightsInfo,
     as_float32,
