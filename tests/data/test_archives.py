@@ -156,6 +156,7 @@ def test_archives_give_the_folder_path_shards_byte_for_byte(archives, tmp_path, 
     assert "warning: val has 7 images, ImageNet-2012's has 50,000" in captured.err
     assert "warning: train has 3 classes, ImageNet-2012 has 1,000" in captured.err
     assert "val images 7/7" in captured.err and "img/s" in captured.err and "eta" in captured.err
+    assert "train class tars indexed 3/3" in captured.err
 
 
 def test_archives_with_two_workers_and_resume(archives, tmp_path, capsys):
@@ -175,6 +176,9 @@ def test_archives_with_two_workers_and_resume(archives, tmp_path, capsys):
     assert main(_archive_args(train, val, devkit, out, "--workers", "2")) == 0
     printed = capsys.readouterr().out
     assert f"train: {len(shards) - 1} of {len(shards)} shards already finished, kept" in printed
+    # The tars' headers are not read again: their index was kept beside the shards.
+    assert f"{train}: reusing its index {out / 'train' / imagenet_archives.INDEX_FILE}" in printed
+    assert f"{val}: reusing its index {out / 'val' / imagenet_archives.INDEX_FILE}" in printed
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
     assert not list(out.glob("*/*.tmp"))
     _assert_same_as_folder(out, reference)

@@ -30,8 +30,8 @@ def add_arguments(parser):
     parser.add_argument("--examples-per-shard", type=int, default=1024, help="examples per shard (default 1024)")
 
 
-def _progress(split: str):
-    """`progress(done, total)` for `prepare_split`: a bar with images/s and ETA on stderr."""
+def _progress(unit: str, rate_unit: str = "img/s"):
+    """`progress(done, total)`: a bar with the rate per second and ETA on stderr."""
     import time
 
     from flaxnets.train.progress import ProgressBar
@@ -40,7 +40,7 @@ def _progress(split: str):
 
     def update(done: int, total: int) -> None:
         if state["bar"] is None:
-            state["bar"] = ProgressBar(total, start_step=done, every=1, unit=f"{split} images")
+            state["bar"] = ProgressBar(total, start_step=done, every=1, unit=unit, rate_unit=rate_unit)
         bar, now = state["bar"], time.monotonic()
         if bar.tty or done == total or now - state["last"] >= LOG_INTERVAL_S:
             state["last"] = now
@@ -53,6 +53,8 @@ def _progress(split: str):
 
 def _archive_sources(args, log):
     """[(split, source)] for the archive form, verified first when asked."""
+    from pathlib import Path
+
     from flaxnets.data import imagenet_archives
     from flaxnets.errors import UsageError
 
@@ -63,16 +65,21 @@ def _archive_sources(args, log):
     if args.verify_archives:
         given = {"train": args.train_tar, "val": args.val_tar, "devkit": args.devkit}
         imagenet_archives.verify_archives({k: v for k, v in given.items() if v}, workers=args.workers, log=log)
-    jobs, class_names = [], None
+    # The labels first, so that a wrong devkit is reported before the tars are indexed.
+    truth = imagenet_archives.ValGroundTruth(devkit=args.devkit, csv=args.val_ground_truth) if args.val_tar else None
+    out, jobs, class_names = Path(args.out), [], None
     if args.train_tar:
         log(f"train: indexing {args.train_tar}")
-        train = imagenet_archives.open_train_archive(args.train_tar, workers=args.workers)
+        train = imagenet_archives.open_train_archive(
+            args.train_tar, workers=args.workers, index_cache=out / "train" / imagenet_archives.INDEX_FILE,
+            progress=_progress("train class tars indexed", "tars/s"), log=log)
         class_names = train.class_names
         jobs.append(("train", train))
     if args.val_tar:
         log(f"val: indexing {args.val_tar}")
         jobs.append(("val", imagenet_archives.open_val_archive(
-            args.val_tar, devkit=args.devkit, ground_truth=args.val_ground_truth, class_names=class_names)))
+            args.val_tar, truth, class_names=class_names, index_cache=out / "val" / imagenet_archives.INDEX_FILE,
+            log=log)))
     return jobs
 
 
@@ -125,7 +132,7 @@ def run(args) -> int:
     warnings = []
     for split, source, out_dir in jobs:
         prepare_split(source, out_dir, split=split, workers=args.workers, log=log,
-                      examples_per_shard=args.examples_per_shard, progress=_progress(split))
+                      examples_per_shard=args.examples_per_shard, progress=_progress(f"{split} images"))
         if imagenet:
             warnings += count_warnings(split, len(source.entries()), len(source.class_names))
     for line in warnings:

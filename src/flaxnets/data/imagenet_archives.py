@@ -10,8 +10,10 @@
   `parse_devkit_archive`, in pytorch/vision, reads it the same way).
 
 The archives are indexed once (tar headers only: `TarInfo.offset_data` gives where each member's
-bytes start in the file, nested tars included), then `flaxnets.data.records.prepare_split`
-reads each image as one byte range of the archive. Examples, names and labels are exactly
+bytes start in the file, nested tars included; the per-class tars in parallel), then
+`flaxnets.data.records.prepare_split` reads each image as one byte range of the archive, shard
+by shard in parallel. The index is kept beside the shards (`INDEX_FILE`) so that a resumed run
+does not read the headers again. Examples, names and labels are exactly
 those `FolderSource` / `FlatSource` give for the extracted folders (classes are the sorted
 WordNet ids, files sorted by name within a class), so the shards are the same files.
 """
@@ -19,8 +21,10 @@ WordNet ids, files sorted by name within a class), so the shards are the same fi
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
 import hashlib
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -41,60 +45,95 @@ PUBLISHED_MD5 = {
     "devkit": ("ILSVRC2012_devkit_t12.tar.gz", "fa75699e90414af021442c21a62c3abf"),
 }
 
+INDEX_FILE = "archive-index.json.gz"
 DEVKIT_META = "data/meta.mat"
 DEVKIT_VAL_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 
 
 class ArchiveReader:
-    """Reads an entry ``(name, label, offset, size, member)`` as one byte range of `path`."""
+    """Reads an entry ``(name, label, offset, size)`` as one byte range of `path`. In the
+    training archive (`nested`) the name `wnid/file` is the member `wnid.tar/file`."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, nested: bool):
         self.path = Path(path)
+        self.nested = nested
         self._fd = None
 
     def read(self, entry) -> bytes:
         """The member's bytes; a range past the end of the file is a truncated archive."""
-        _, _, offset, size, member = entry
+        _, _, offset, size = entry
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
         data = os.pread(self._fd, size, offset)
         if len(data) != size:
             raise FlaxnetsError(
-                f"{self.path}: truncated archive: member {member} needs bytes {offset}..{offset + size}, "
-                f"the file has {os.fstat(self._fd).st_size}"
+                f"{self.path}: truncated archive: member {self.member(entry)} needs bytes "
+                f"{offset}..{offset + size}, the file has {os.fstat(self._fd).st_size}"
             )
         return data
 
+    def member(self, entry) -> str:
+        """The entry's member name inside the archive."""
+        if not self.nested:
+            return entry[0]
+        wnid, file = entry[0].split("/", 1)
+        return f"{wnid}.tar/{file}"
+
     def where(self, entry) -> str:
         """`archive:member`, for messages and the manifest."""
-        return f"{self.path}:{entry[4]}"
+        return f"{self.path}:{self.member(entry)}"
 
     def __getstate__(self):
         # Workers open their own descriptor.
-        return {"path": self.path, "_fd": None}
+        return {**self.__dict__, "_fd": None}
 
 
 class ArchiveSource:
     """One split inside an archive, for `prepare_split`: `root` (the archive), `class_names`,
     `entries()` in index order and `reader()`."""
 
-    def __init__(self, path: Path, entries: list[tuple], class_names: list[str], num_found: int):
+    def __init__(self, path: Path, entries: list[tuple], class_names: list[str], *, nested: bool):
         self.root = path
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
-        self.num_found = num_found
+        self.nested = nested
         self._entries = entries
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def entries(self) -> list[tuple]:
-        """(name, label, byte offset, size, member) for every example, in index order."""
+        """(name, label, byte offset, size) for every example, in index order."""
         return list(self._entries)
 
     def reader(self) -> ArchiveReader:
         """What `prepare_split` reads an entry's bytes with."""
-        return ArchiveReader(self.root)
+        return ArchiveReader(self.root, self.nested)
+
+
+def _cached(archive: Path, cache: Path | None, build, log) -> dict:
+    """`build()` (an archive's listing, JSON-able), kept in `cache` and reused while the
+    archive's path, size and modification time are unchanged, so that a resumed run does not
+    read a million tar headers again."""
+    stat = archive.stat()
+    key = {"archive": str(archive.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if cache is not None and cache.is_file():
+        try:
+            with gzip.open(cache, "rt") as f:
+                saved = json.load(f)
+            if saved.get("key") == key:
+                log(f"{archive}: reusing its index {cache}")
+                return saved["listing"]
+        except (OSError, ValueError, EOFError):
+            pass  # a damaged cache is rebuilt
+    listing = build()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_name(cache.name + ".tmp")
+        with gzip.open(temporary, "wt", compresslevel=1) as f:
+            json.dump({"key": key, "listing": listing}, f)
+        os.replace(temporary, cache)
+    return listing
 
 
 def _open_archive(path: Path, mode: str = "r:") -> tarfile.TarFile:
@@ -136,10 +175,9 @@ def _image_members(members: list[tarfile.TarInfo]) -> list[tarfile.TarInfo]:
     return sorted(kept, key=lambda m: os.path.basename(m.name))
 
 
-def _index_class_tar(job: tuple[str, str, int, int]) -> list[tuple[str, int, int, str]]:
-    """(relative name, absolute offset, size, member) of the images of one per-class tar."""
+def _index_class_tar(job: tuple[str, str, int, int]) -> list[list]:
+    """[file name, absolute offset, size] of the images of one per-class tar."""
     path, member, start, size = job
-    wnid = member.removeprefix("./")[: -len(".tar")]
     where = f"{path}:{member}"
     with open(path, "rb") as f:
         outer = tarfile.TarFile(fileobj=f)
@@ -151,14 +189,10 @@ def _index_class_tar(job: tuple[str, str, int, int]) -> list[tuple[str, int, int
             raise FlaxnetsError(f"{where}: not a readable tar ({e}); expected a per-class tar of JPEGs") from None
         with inner:
             images = _image_members(_members(inner, where, start, size))
-    return [(f"{wnid}/{os.path.basename(m.name)}", start + m.offset_data, m.size,
-             f"{member}/{m.name}") for m in images]
+    return [[os.path.basename(m.name), start + m.offset_data, m.size] for m in images]
 
 
-def open_train_archive(path: str | os.PathLike, *, workers: int = 0) -> ArchiveSource:
-    """The training split of `ILSVRC2012_img_train.tar`: classes are the sorted per-class tar
-    names (WordNet ids); the inner tars are indexed in `workers` processes."""
-    path = Path(path)
+def _list_train_archive(path: Path, workers: int, progress) -> dict:
     with _open_archive(path) as tar:
         members = _members(tar, str(path), 0, path.stat().st_size)
     for m in members:
@@ -169,17 +203,35 @@ def open_train_archive(path: str | os.PathLike, *, workers: int = 0) -> ArchiveS
         raise FlaxnetsError(f"{path}: no per-class tars inside; expected the training archive")
     members.sort(key=lambda m: m.name.removeprefix("./"))
     jobs = [(str(path), m.name, m.offset_data, m.size) for m in members]
-    if workers > 0 and len(jobs) > 1:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-            per_class = list(pool.map(_index_class_tar, jobs, chunksize=8))
-    else:
-        per_class = [_index_class_tar(job) for job in jobs]
-    class_names = [m.name.removeprefix("./")[: -len(".tar")] for m in members]
-    entries = [(name, label, offset, size, member)
-               for label, images in enumerate(per_class) for name, offset, size, member in images]
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers) if workers > 0 and len(jobs) > 1 else None
+    try:
+        results = pool.map(_index_class_tar, jobs, chunksize=4) if pool else map(_index_class_tar, jobs)
+        per_class = []
+        for images in results:
+            per_class.append(images)
+            if progress:
+                progress(len(per_class), len(jobs))
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return {"classes": [m.name.removeprefix("./")[: -len(".tar")] for m in members], "images": per_class}
+
+
+def open_train_archive(path: str | os.PathLike, *, workers: int = 0, index_cache=None, progress=None,
+                       log=print) -> ArchiveSource:
+    """The training split of `ILSVRC2012_img_train.tar`: classes are the sorted per-class tar
+    names (WordNet ids), files sorted by name within a class. The per-class tars are indexed in
+    `workers` processes (`progress(done, total)` after each); the index is kept in
+    `index_cache` (a file) for a resumed run."""
+    path = Path(path)
+    listing = _cached(path, Path(index_cache) if index_cache else None,
+                      lambda: _list_train_archive(path, workers, progress), log)
+    entries = [(f"{wnid}/{file}", label, offset, size)
+               for label, (wnid, images) in enumerate(zip(listing["classes"], listing["images"]))
+               for file, offset, size in images]
     if not entries:
         raise FlaxnetsError(f"{path}: the per-class tars hold no image files")
-    return ArchiveSource(path, entries, class_names, len(entries))
+    return ArchiveSource(path, entries, listing["classes"], nested=True)
 
 
 def _devkit_member(tar: tarfile.TarFile, path: Path, suffix: str) -> bytes:
@@ -219,30 +271,46 @@ def read_devkit(path: str | os.PathLike) -> tuple[list[int], list[str]]:
     return ground_truth, by_id
 
 
-def open_val_archive(path: str | os.PathLike, *, devkit=None, ground_truth=None,
-                     class_names: list[str] | None = None) -> ArchiveSource:
-    """The validation split of `ILSVRC2012_img_val.tar`, labelled by the devkit tarball or a
-    Kaggle `LOC_val_solution.csv` (`ground_truth`). Classes: `class_names` (the training
-    split's) or else the devkit's 1,000 leaf synsets / the CSV's synsets, sorted."""
-    path = Path(path)
+def _list_val_archive(path: Path) -> dict:
     with _open_archive(path) as tar:
         images = _image_members(_members(tar, str(path), 0, path.stat().st_size))
-    files = [m.name.removeprefix("./") for m in images]
-    if ground_truth is not None:
-        ground_truth = Path(ground_truth)
-        truth = read_csv_ground_truth(ground_truth)
-        where_truth = ground_truth.name
-        known = sorted(set(truth.values()))
-    elif devkit is not None:
-        ilsvrc_ids, synsets = read_devkit(devkit)
-        where_truth = f"{Path(devkit).name}:{DEVKIT_VAL_TRUTH}"
-        truth = devkit_labels(ilsvrc_ids, synsets, files, where_truth)
-        known = sorted(s for s in synsets if s)
-    else:
-        raise FlaxnetsError(f"{path}: validation images need ground truth: a devkit or LOC_val_solution.csv")
-    examples = label_flat_files(files, truth, class_names or known, where=str(path), ground_truth=where_truth)
-    entries = [(name, label, m.offset_data, m.size, m.name) for (name, label), m in zip(examples, images)]
-    return ArchiveSource(path, entries, class_names or known, len(entries))
+    return {"images": [[m.name.removeprefix("./"), m.offset_data, m.size] for m in images]}
+
+
+class ValGroundTruth:
+    """Validation labels, read when made: the devkit's (`devkit`: ILSVRC2012 IDs mapped through
+    meta.mat) or a Kaggle `LOC_val_solution.csv`'s (`csv`). `known` are its classes, sorted."""
+
+    def __init__(self, *, devkit=None, csv=None):
+        if csv is not None:
+            self.where = Path(csv).name
+            self._truth = read_csv_ground_truth(Path(csv))
+            self.known = sorted(set(self._truth.values()))
+        elif devkit is not None:
+            self.where = f"{Path(devkit).name}:{DEVKIT_VAL_TRUTH}"
+            self._ids, self._synsets = read_devkit(devkit)
+            self._truth = None
+            self.known = sorted(s for s in self._synsets if s)
+        else:
+            raise FlaxnetsError("validation images need ground truth: the devkit or LOC_val_solution.csv")
+
+    def label(self, files: list[str], class_names: list[str], where: str) -> list[tuple[str, int]]:
+        """(file, class index) for validation files named `ILSVRC2012_val_<k>.JPEG`."""
+        truth = self._truth or devkit_labels(self._ids, self._synsets, files, self.where)
+        return label_flat_files(files, truth, class_names, where=where, ground_truth=self.where)
+
+
+def open_val_archive(path: str | os.PathLike, ground_truth: ValGroundTruth, *,
+                     class_names: list[str] | None = None, index_cache=None, log=print) -> ArchiveSource:
+    """The validation split of `ILSVRC2012_img_val.tar`, labelled by `ground_truth`. Classes:
+    `class_names` (the training split's) or else the ground truth's, sorted. The index of the
+    tar is kept in `index_cache` (a file) for a resumed run."""
+    path = Path(path)
+    images = _cached(path, Path(index_cache) if index_cache else None, lambda: _list_val_archive(path), log)["images"]
+    class_names = class_names or ground_truth.known
+    examples = ground_truth.label([name for name, _, _ in images], class_names, str(path))
+    entries = [(name, label, offset, size) for (name, label), (_, offset, size) in zip(examples, images)]
+    return ArchiveSource(path, entries, class_names, nested=False)
 
 
 def md5_of(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
