@@ -1,4 +1,5 @@
-"""Packed ArrayRecord shards: `flaxnets prepare SRC OUT` writes them, `RecordSource` reads them.
+"""Packed ArrayRecord shards: `flaxnets prepare SRC OUT` (or the ImageNet archive form, see
+`flaxnets.data.imagenet_archives`) writes them, `RecordSource` reads them.
 
 Layout of OUT (one sub-folder per split that SRC has, or OUT itself when SRC is one split)::
 
@@ -6,6 +7,8 @@ Layout of OUT (one sub-folder per split that SRC has, or OUT itself when SRC is 
     OUT/train/train-00000-of-00042.array_record   shards of consecutive examples
     OUT/train/train-00000-of-00042.json           per-shard summary; its presence marks the
                                                   shard finished
+    OUT/train/archive-index.json.gz               archive form only: the tar's index, reused
+                                                  when resuming
 
 A record is ``struct('<iH') label, name length`` + the name (UTF-8, the file's path relative
 to the split folder, for error messages) + the original encoded image bytes, unchanged.
@@ -169,11 +172,13 @@ def _write_shard(job: dict) -> dict:
     return summary
 
 
-def _run_jobs(jobs: list[tuple[int, dict]], workers: int, counter) -> dict[int, dict]:
-    """Run shard jobs here or in `workers` processes; on the first error the jobs not yet
-    started are cancelled (finished shards stay) and the error is raised."""
+def _run_jobs(jobs: list[tuple[int, dict]], workers: int, counter, started) -> dict[int, dict]:
+    """Run shard jobs here or in `workers` processes, calling `started()` once they are under
+    way (after the workers are forked, so that they do not inherit its thread). On the first
+    error the jobs not yet started are cancelled (finished shards stay) and the error is raised."""
     if workers <= 0 or len(jobs) <= 1:
         _share_counter(counter)
+        started()
         try:
             return {index: _write_shard(job) for index, job in jobs}
         finally:
@@ -183,6 +188,7 @@ def _run_jobs(jobs: list[tuple[int, dict]], workers: int, counter) -> dict[int, 
         max_workers=workers, initializer=_share_counter, initargs=(counter,))
     try:
         futures = {pool.submit(_write_shard, job): index for index, job in jobs}
+        started()
         for future in concurrent.futures.as_completed(futures):
             summaries[futures[future]] = future.result()
     finally:
@@ -235,13 +241,11 @@ def prepare_split(
             progress(done + counter.value, len(examples))
 
     watcher = threading.Thread(target=report, daemon=True) if progress and jobs else None
-    if watcher:
-        watcher.start()
     try:
-        summaries.update(_run_jobs(jobs, workers, counter))
+        summaries.update(_run_jobs(jobs, workers, counter, watcher.start if watcher else lambda: None))
     finally:
         stop.set()
-        if watcher:
+        if watcher and watcher.is_alive():
             watcher.join()
     if watcher:
         progress(done + counter.value, len(examples))
