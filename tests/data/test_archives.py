@@ -114,14 +114,15 @@ def _archive_args(train, val, devkit, out, *extra):
             str(out), "--examples-per-shard", "4", *extra]
 
 
-def _shard_files(out):
+def _shard_files(out, splits=("train", "val")):
     """{split/file: bytes} of every shard (the summaries and manifest are compared separately)."""
-    return {f"{p.parent.name}/{p.name}": p.read_bytes() for p in sorted(out.glob("*/*.array_record"))}
+    return {f"{p.parent.name}/{p.name}": p.read_bytes()
+            for split in splits for p in sorted((out / split).glob("*.array_record"))}
 
 
-def _assert_same_as_folder(out, reference):
-    assert _shard_files(out) == _shard_files(reference) and _shard_files(out)
-    for split in ("train", "val"):
+def _assert_same_as_folder(out, reference, splits=("train", "val")):
+    assert _shard_files(out, splits) == _shard_files(reference, splits) and _shard_files(out, splits)
+    for split in splits:
         ours, theirs = (json.loads((d / split / "manifest.json").read_text()) for d in (out, reference))
         for key in ("class_names", "num_examples", "num_skipped", "shards"):
             assert ours[key] == theirs[key], (split, key)
@@ -206,9 +207,10 @@ def test_truncated_archive_is_a_one_line_error_and_finished_shards_stay(archives
     _assert_same_as_folder(out, reference)
 
 
-def test_truncated_member_read_keeps_finished_shards(archives, tmp_path, capsys):
-    """A train archive cut short after indexing (e.g. a file replaced mid-run) stops at the
-    first shard it cannot read; the shards already written stay and are kept on resume."""
+def test_interrupted_by_a_truncated_member_then_resumed(archives, tmp_path, capsys):
+    """A train archive cut short after indexing stops the run at the first shard it cannot
+    read; the shards already written stay, and the rerun on the whole archive keeps them and
+    ends with the uninterrupted result."""
     train, val, devkit, reference = archives
     copy = tmp_path / "ILSVRC2012_img_train.tar"
     shutil.copy(train, copy)
@@ -230,6 +232,13 @@ def test_truncated_member_read_keeps_finished_shards(archives, tmp_path, capsys)
     assert not list((out / "train").glob("*.tmp"))
     assert finished == sorted(p.name for p in (reference / "train").glob("*.array_record"))[:failed_shard]
     assert all((out / "train" / n).read_bytes() == (reference / "train" / n).read_bytes() for n in finished)
+
+    kept = {n: (out / "train" / n).stat().st_mtime_ns for n in finished}
+    shutil.copy(train, copy)
+    assert main(["prepare", "--train-tar", str(copy), str(out), "--examples-per-shard", "4"]) == 0
+    assert f"train: {failed_shard} of 4 shards already finished, kept" in capsys.readouterr().out
+    assert kept == {n: (out / "train" / n).stat().st_mtime_ns for n in finished}
+    _assert_same_as_folder(out, reference, splits=("train",))
 
 
 @pytest.mark.parametrize("member", ["ILSVRC2012_devkit_t12/data/meta.mat",
