@@ -314,3 +314,17 @@ def test_kaggle_layout_from_its_folder(archives, tmp_path, capsys):
     assert main(["prepare", "--val-tar", str(val), "--val-ground-truth", str(kaggle / "LOC_val_solution.csv"),
                  str(out_csv), "--examples-per-shard", "4"]) == 0
     assert _shard_files(out_csv) == {k: v for k, v in _shard_files(reference).items() if k.startswith("val/")}
+
+
+def test_progress_off_a_terminal_prints_a_line_every_half_minute(monkeypatch, capsys):
+    from flaxnets.commands import prepare
+
+    now = [1000.0]
+    monkeypatch.setattr(prepare.time, "monotonic", lambda: now[0])
+    update = prepare._progress("train images")
+    for done, at in [(0, 0), (5, 10), (9, 29), (12, 31), (20, 50), (30, 62), (40, 63)]:
+        now[0] = 1000.0 + at
+        update(done, 40)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("] ")[1].split(" img/s")[0].rsplit(" ", 1)[0] for line in lines] == [
+        "train images 0/40", "train images 12/40", "train images 30/40", "train images 40/40"]

@@ -1,6 +1,8 @@
 """`flaxnets prepare`: pack an image-folder data set, or the ImageNet-2012 archives as
 downloaded, into verified ArrayRecord shards."""
 
+import time
+
 NAME = "prepare"
 HELP = ("Pack an image-folder data set (ImageNet layout, or the Kaggle copy) or the ImageNet-2012 "
         "archives into resumable ArrayRecord shards.")
@@ -32,8 +34,6 @@ def add_arguments(parser):
 
 def _progress(unit: str, rate_unit: str = "img/s"):
     """`progress(done, total)`: a bar with the rate per second and ETA on stderr."""
-    import time
-
     from flaxnets.train.progress import ProgressBar
 
     state = {"bar": None, "last": 0.0}

@@ -21,6 +21,9 @@ Flat validation folder (ImageNet's `val/` as distributed, with files
 
 The class list of a flat split comes from a sibling `train/` folder of class folders when there
 is one (so indices agree with training), else from the sorted synsets of the ground truth.
+
+`flaxnets prepare --val-tar ... --devkit ...` reads the devkit itself, with no file to write
+(`flaxnets.data.imagenet_archives`).
 """
 
 from __future__ import annotations
