@@ -241,6 +241,21 @@ def test_interrupted_by_a_truncated_member_then_resumed(archives, tmp_path, caps
     _assert_same_as_folder(out, reference, splits=("train",))
 
 
+def test_archive_cut_at_a_member_boundary_is_truncated(archives, tmp_path):
+    """A download cut exactly between two members reads as a complete, shorter tar to tarfile;
+    the missing end-of-archive marker gives it away."""
+    _, val, devkit, _ = archives
+    with tarfile.open(val) as tar:
+        members = tar.getmembers()
+    stored_last = max(members, key=lambda m: m.offset_data)
+    cut = tmp_path / "ILSVRC2012_img_val.tar"
+    cut.write_bytes(val.read_bytes()[: stored_last.offset_data + -(-stored_last.size // 512) * 512])
+    from flaxnets.errors import FlaxnetsError
+
+    with pytest.raises(FlaxnetsError, match=f"truncated archive: it ends after member {stored_last.name} without"):
+        imagenet_archives.open_val_archive(cut, imagenet_archives.ValGroundTruth(devkit=devkit))
+
+
 @pytest.mark.parametrize("member", ["ILSVRC2012_devkit_t12/data/meta.mat",
                                     "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"])
 def test_missing_devkit_member_is_a_one_line_error(archives, tmp_path, capsys, member):

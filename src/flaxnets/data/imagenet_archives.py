@@ -165,7 +165,8 @@ def _members(tar: tarfile.TarFile, where: str, start: int, size: int) -> list[ta
             )
     if tar.offset + tarfile.BLOCKSIZE > size:
         last = members[-1].name if members else "(none)"
-        raise FlaxnetsError(f"{where}: truncated archive: it ends after member {last} without the end-of-archive marker")
+        raise FlaxnetsError(
+            f"{where}: truncated archive: it ends after member {last} without the end-of-archive marker")
     return members
 
 
