@@ -13,9 +13,9 @@ The archives are indexed once (tar headers only: `TarInfo.offset_data` gives whe
 bytes start in the file, nested tars included; the per-class tars in parallel), then
 `flaxnets.data.records.prepare_split` reads each image as one byte range of the archive, shard
 by shard in parallel. The index is kept beside the shards (`INDEX_FILE`) so that a resumed run
-does not read the headers again. Examples, names and labels are exactly
-those `FolderSource` / `FlatSource` give for the extracted folders (classes are the sorted
-WordNet ids, files sorted by name within a class), so the shards are the same files.
+does not read the headers again. Examples, names and labels are exactly those `FolderSource` /
+`FlatSource` give for the extracted folders (classes are the sorted WordNet ids, files sorted
+by name within a class), so the shards are the same files.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import json
 import os
 import tarfile
 from pathlib import Path
+
+from scipy.io import loadmat
 
 from flaxnets.data.sources import devkit_labels, is_image_name, label_flat_files, read_csv_ground_truth
 from flaxnets.errors import FlaxnetsError
@@ -248,8 +250,6 @@ def _devkit_member(tar: tarfile.TarFile, path: Path, suffix: str) -> bytes:
 def read_devkit(path: str | os.PathLike) -> tuple[list[int], list[str]]:
     """(ILSVRC2012 ID of each validation image, synset of each ILSVRC2012 ID k at [k - 1]) from
     the devkit tarball; IDs of non-leaf synsets (not classes) map to ''."""
-    from scipy.io import loadmat
-
     path = Path(path)
     with _open_archive(path, "r:*") as tar:
         meta_bytes = _devkit_member(tar, path, DEVKIT_META)
