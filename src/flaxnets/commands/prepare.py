@@ -64,7 +64,8 @@ def _archive_sources(args, log):
         raise UsageError("--devkit labels --val-tar; give --val-tar too")
     if args.verify_archives:
         given = {"train": args.train_tar, "val": args.val_tar, "devkit": args.devkit}
-        imagenet_archives.verify_archives({k: v for k, v in given.items() if v}, workers=args.workers, log=log)
+        imagenet_archives.verify_archives({k: v for k, v in given.items() if v}, workers=args.workers, log=log,
+                                          progress=_progress("MiB hashed", "MiB/s"))
     # The labels first, so that a wrong devkit is reported before the tars are indexed.
     truth = imagenet_archives.ValGroundTruth(devkit=args.devkit, csv=args.val_ground_truth) if args.val_tar else None
     out, jobs, class_names = Path(args.out), [], None

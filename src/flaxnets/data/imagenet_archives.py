@@ -314,29 +314,45 @@ def open_val_archive(path: str | os.PathLike, ground_truth: ValGroundTruth, *,
     return ArchiveSource(path, entries, class_names, nested=False)
 
 
-def md5_of(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex MD5 of a file, read in 4 MiB chunks."""
+def md5_of(path: str | os.PathLike, chunk: int = 1 << 22, read=None) -> str:
+    """Hex MD5 of a file, read in 4 MiB chunks; `read(n)` is told of each chunk's bytes."""
     digest = hashlib.md5()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
+            if read:
+                read(len(block))
     return digest.hexdigest()
 
 
-def verify_archives(archives: dict[str, str | os.PathLike], *, workers: int = 0, log=print) -> None:
+def verify_archives(archives: dict[str, str | os.PathLike], *, workers: int = 0, log=print,
+                    progress=None) -> None:
     """Check each archive ({"train"|"val"|"devkit": path}) against its published MD5
-    (`PUBLISHED_MD5`); a mismatch raises `FlaxnetsError` naming the file and both digests."""
+    (`PUBLISHED_MD5`); a mismatch raises `FlaxnetsError` naming the file and both digests.
+    With `workers`, the archives are hashed concurrently (threads: hashlib releases the GIL);
+    `progress(megabytes done, megabytes in all)` is called about twice a second."""
     roles = sorted(archives)
     paths = [Path(archives[r]) for r in roles]
     for p in paths:
         if not p.is_file():
             raise FlaxnetsError(f"{p}: no such archive file")
     log(f"verifying MD5 of {', '.join(str(p) for p in paths)}")
-    if workers > 0 and len(paths) > 1:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(paths))) as pool:
-            digests = list(pool.map(md5_of, paths))
-    else:
-        digests = [md5_of(p) for p in paths]
+    done = [0] * len(paths)  # bytes hashed per archive, each written by its own thread
+    mib = -(-sum(p.stat().st_size for p in paths) >> 20)
+
+    def counter(i):
+        def read(n):
+            done[i] += n
+        return read
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, len(paths)))) as pool:
+        futures = [pool.submit(md5_of, p, read=counter(i)) for i, p in enumerate(paths)]
+        while concurrent.futures.wait(futures, timeout=0.5).not_done:
+            if progress:
+                progress(sum(done) >> 20, mib)
+        if progress:
+            progress(mib, mib)
+        digests = [f.result() for f in futures]
     for role, p, digest in zip(roles, paths, digests):
         name, published = PUBLISHED_MD5[role]
         if digest != published:
