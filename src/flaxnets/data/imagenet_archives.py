@@ -210,6 +210,8 @@ def _list_train_archive(path: Path, workers: int, progress) -> dict:
     try:
         results = pool.map(_index_class_tar, jobs, chunksize=4) if pool else map(_index_class_tar, jobs)
         per_class = []
+        if progress:
+            progress(0, len(jobs))
         for images in results:
             per_class.append(images)
             if progress:

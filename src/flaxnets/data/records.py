@@ -241,6 +241,8 @@ def prepare_split(
             progress(done + counter.value, len(examples))
 
     watcher = threading.Thread(target=report, daemon=True) if progress and jobs else None
+    if watcher:
+        progress(done, len(examples))  # the starting point, so rates count only this run's work
     try:
         summaries.update(_run_jobs(jobs, workers, counter, watcher.start if watcher else lambda: None))
     finally:
