@@ -6,8 +6,14 @@ import io
 import json
 import os
 import random
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -345,3 +351,41 @@ def test_progress_off_a_terminal_prints_a_line_every_half_minute(monkeypatch, ca
     lines = capsys.readouterr().err.splitlines()
     assert [line.split("] ")[1].split(" img/s")[0].rsplit(" ", 1)[0] for line in lines] == [
         "train images 0/40", "train images 12/40", "train images 30/40", "train images 40/40"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_shards(tmp_path, capsys):
+    """`flaxnets prepare` killed (SIGKILL) while writing shards, then rerun: the finished shards
+    are kept as they are and the result equals an uninterrupted run on the extracted folders."""
+    inner = {f"n0000000{c}.tar": _tar_bytes({f"n0000000{c}_{i:03d}.JPEG": _jpeg(c * 1000 + i) for i in range(100)}, c)
+             for c in range(2)}
+    train = tmp_path / "ILSVRC2012_img_train.tar"
+    train.write_bytes(_tar_bytes(inner))
+    extracted = tmp_path / "extracted"
+    with tarfile.open(train) as outer:
+        for member in outer.getmembers():
+            with tarfile.open(fileobj=outer.extractfile(member)) as tar:
+                tar.extractall(extracted / "train" / member.name[: -len(".tar")], filter="data")
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    assert main(["prepare", str(extracted), str(reference), "--examples-per-shard", "1"]) == 0
+
+    argv = ["prepare", "--train-tar", str(train), str(out), "--examples-per-shard", "1"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    proc = subprocess.Popen([sys.executable, "-m", "flaxnets", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not list((out / "train").glob("*.json")) and proc.poll() is None:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    # Finished shards are those with a summary; an array_record without one is redone.
+    finished = {p: p.stat().st_mtime_ns for p in (out / "train").glob("*.array_record")
+                if p.with_suffix(".json").exists()}
+    assert 1 <= len(finished) < 200, "the kill should land mid-run"
+    capsys.readouterr()
+    assert main(argv) == 0
+    kept = re.search(r"train: (\d+) of 200 shards already finished, kept", capsys.readouterr().out)
+    assert kept and int(kept.group(1)) == len(finished)
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
+    _assert_same_as_folder(out, reference, splits=("train",))
