@@ -1,4 +1,5 @@
-"""Packed ArrayRecord shards: `flaxnets prepare SRC OUT` writes them, `RecordSource` reads them.
+"""Packed ArrayRecord shards: `flaxnets prepare SRC OUT` (or the ImageNet archive form, see
+`flaxnets.data.imagenet_archives`) writes them, `RecordSource` reads them.
 
 Layout of OUT (one sub-folder per split that SRC has, or OUT itself when SRC is one split)::
 
@@ -6,6 +7,8 @@ Layout of OUT (one sub-folder per split that SRC has, or OUT itself when SRC is 
     OUT/train/train-00000-of-00042.array_record   shards of consecutive examples
     OUT/train/train-00000-of-00042.json           per-shard summary; its presence marks the
                                                   shard finished
+    OUT/train/archive-index.json.gz               archive form only: the tar's index, reused
+                                                  when resuming
 
 A record is ``struct('<iH') label, name length`` + the name (UTF-8, the file's path relative
 to the split folder, for error messages) + the original encoded image bytes, unchanged.
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import multiprocessing
 import os
 import struct
+import threading
 from pathlib import Path
 
 from flaxnets.errors import FlaxnetsError
@@ -95,34 +100,69 @@ class RecordSource:
         return state
 
 
+class FileReader:
+    """Reads an entry ``(path relative to root, label)`` of a folder source from disk."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def read(self, entry) -> bytes:
+        """The entry's encoded image bytes (OSError: counted as a skipped file)."""
+        return (self.root / entry[0]).read_bytes()
+
+    def where(self, entry) -> str:
+        """The entry's location, for messages and the manifest."""
+        return str(self.root / entry[0])
+
+
 def _shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}"
 
 
+# Examples written or skipped so far, shared by the process running `prepare_split` and its
+# workers, so that a progress bar moves within shards, not only when one completes.
+_examples_done = None
+
+
+def _share_counter(counter) -> None:
+    global _examples_done
+    _examples_done = counter
+
+
 def _write_shard(job: dict) -> dict:
-    """Write one shard (runs in a worker process). Verifies that every image decodes."""
+    """Write one shard (runs in a worker process). Verifies that every image decodes.
+
+    An entry that cannot be read (OSError) or decoded is skipped and listed; any other error
+    (e.g. a truncated archive) stops the shard, whose temporary file is removed.
+    """
     from array_record.python.array_record_module import ArrayRecordWriter
 
     from flaxnets.data.decode import DecodeError, decode_image
 
     out_dir = Path(job["out_dir"])
+    reader = job["reader"]
     final = out_dir / (job["name"] + ".array_record")
     temporary = out_dir / (job["name"] + ".array_record.tmp")
     written, skipped = 0, []
     writer = ArrayRecordWriter(str(temporary), "group_size:1")
     try:
-        for relative, label in job["examples"]:
-            path = Path(job["root"]) / relative
+        for entry in job["examples"]:
             try:
-                data = path.read_bytes()
+                data = reader.read(entry)
                 decode_image(data)
             except (OSError, DecodeError) as e:
-                skipped.append({"path": str(path), "reason": str(e) or type(e).__name__})
-                continue
-            writer.write(encode_record(relative, label, data))
-            written += 1
-    finally:
+                skipped.append({"path": reader.where(entry), "reason": str(e) or type(e).__name__})
+            else:
+                writer.write(encode_record(entry[0], entry[1], data))
+                written += 1
+            if _examples_done is not None:
+                with _examples_done.get_lock():
+                    _examples_done.value += 1
+    except BaseException:
         writer.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    writer.close()
     os.replace(temporary, final)
     summary = {"file": final.name, "num_examples": written, "skipped": skipped}
     summary_path = out_dir / (job["name"] + ".json")
@@ -130,6 +170,30 @@ def _write_shard(job: dict) -> dict:
     summary_tmp.write_text(json.dumps(summary))
     os.replace(summary_tmp, summary_path)
     return summary
+
+
+def _run_jobs(jobs: list[tuple[int, dict]], workers: int, counter, started) -> dict[int, dict]:
+    """Run shard jobs here or in `workers` processes, calling `started()` once they are under
+    way (after the workers are forked, so that they do not inherit its thread). On the first
+    error the jobs not yet started are cancelled (finished shards stay) and the error is raised."""
+    if workers <= 0 or len(jobs) <= 1:
+        _share_counter(counter)
+        started()
+        try:
+            return {index: _write_shard(job) for index, job in jobs}
+        finally:
+            _share_counter(None)
+    summaries = {}
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, initializer=_share_counter, initargs=(counter,))
+    try:
+        futures = {pool.submit(_write_shard, job): index for index, job in jobs}
+        started()
+        for future in concurrent.futures.as_completed(futures):
+            summaries[futures[future]] = future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return summaries
 
 
 def prepare_split(
@@ -140,33 +204,53 @@ def prepare_split(
     examples_per_shard: int = 1024,
     workers: int = 0,
     log=print,
+    progress=None,
 ) -> dict:
-    """Pack a folder source (`FolderSource` or `FlatSource`) into ArrayRecord shards in
-    `out_dir` and write its manifest. Resumable (see the module docstring). Returns the manifest.
+    """Pack a source into ArrayRecord shards in `out_dir` and write its manifest.
+
+    `source` has `root`, `class_names`, `entries()` -> [(name, label, ...)] in index order and
+    `reader()` -> an object with `read(entry)` -> bytes and `where(entry)` -> str: a folder
+    source (`FolderSource`, `FlatSource`) or an archive (`flaxnets.data.imagenet_archives`).
+    The shards depend only on the entries' names, labels and bytes, so the same images give
+    the same files from either. Resumable (see the module docstring). `progress(done, total)`,
+    if given, is called about twice a second from another thread with the number of examples
+    handled (finished shards included). Returns the manifest.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     examples = source.entries()
+    reader = source.reader()
     num_shards = max(1, -(-len(examples) // examples_per_shard))
-    jobs, summaries = [], {}
+    jobs, summaries, done = [], {}, 0
     for index in range(num_shards):
         name = _shard_name(split, index, num_shards)
         summary_path = out_dir / (name + ".json")
+        chunk = examples[index * len(examples) // num_shards : (index + 1) * len(examples) // num_shards]
         if summary_path.exists() and (out_dir / (name + ".array_record")).exists():
             summaries[index] = json.loads(summary_path.read_text())
+            done += len(chunk)
             continue
-        chunk = examples[index * len(examples) // num_shards : (index + 1) * len(examples) // num_shards]
-        jobs.append((index, {"out_dir": str(out_dir), "name": name, "root": str(source.root),
-                             "examples": chunk}))
+        jobs.append((index, {"out_dir": str(out_dir), "name": name, "reader": reader, "examples": chunk}))
     if summaries:
         log(f"{split}: {len(summaries)} of {num_shards} shards already finished, kept")
-    if workers > 0 and len(jobs) > 1:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-            for (index, _), summary in zip(jobs, pool.map(_write_shard, [j for _, j in jobs])):
-                summaries[index] = summary
-    else:
-        for index, job in jobs:
-            summaries[index] = _write_shard(job)
+    counter = multiprocessing.Value("q", 0)
+    stop = threading.Event()
+
+    def report():
+        while not stop.wait(0.5):
+            progress(done + counter.value, len(examples))
+
+    watcher = threading.Thread(target=report, daemon=True) if progress and jobs else None
+    if watcher:
+        progress(done, len(examples))  # the starting point, so rates count only this run's work
+    try:
+        summaries.update(_run_jobs(jobs, workers, counter, watcher.start if watcher else lambda: None))
+    finally:
+        stop.set()
+        if watcher and watcher.is_alive():
+            watcher.join()
+    if watcher:
+        progress(done + counter.value, len(examples))
     shards = [summaries[i] for i in range(num_shards)]
     skipped = [s for shard in shards for s in shard["skipped"]]
     for item in skipped:

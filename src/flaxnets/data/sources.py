@@ -15,12 +15,15 @@ Flat validation folder (ImageNet's `val/` as distributed, with files
   line, line k the synset of ILSVRC2012 ID k. It is the devkit's `meta.mat` written out::
 
       from scipy.io import loadmat
-      rows = loadmat("meta.mat")["synsets"]
-      ids = {int(r["ILSVRC2012_ID"][0][0][0]): str(r["WNID"][0][0]) for r in rows.ravel()}
+      rows = loadmat("meta.mat", squeeze_me=True)["synsets"]
+      ids = dict(zip(rows["ILSVRC2012_ID"], rows["WNID"]))
       open("ILSVRC2012_id_to_synset.txt", "w").write("".join(ids[k] + "\\n" for k in range(1, 1001)))
 
 The class list of a flat split comes from a sibling `train/` folder of class folders when there
 is one (so indices agree with training), else from the sorted synsets of the ground truth.
+
+`flaxnets prepare --val-tar ... --devkit ...` reads the devkit itself, with no file to write
+(`flaxnets.data.imagenet_archives`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flaxnets.data.records import MANIFEST, RecordSource
+from flaxnets.data.records import MANIFEST, FileReader, RecordSource
 from flaxnets.errors import FlaxnetsError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -42,7 +45,8 @@ DEVKIT_GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 DEVKIT_SYNSETS = "ILSVRC2012_id_to_synset.txt"
 
 
-def _is_image(name: str) -> bool:
+def is_image_name(name: str) -> bool:
+    """Whether a file name is an image that the folder sources read (by extension; no dot files)."""
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
@@ -79,6 +83,10 @@ class _FileSource:
         """(path relative to `root`, label) for every example, in index order."""
         return list(zip(self._paths, self.labels.tolist()))
 
+    def reader(self) -> FileReader:
+        """What `prepare_split` reads an entry's bytes with."""
+        return FileReader(self.root)
+
 
 class FolderSource(_FileSource):
     """One sub-folder per class; files sorted by name within a class."""
@@ -90,7 +98,7 @@ class FolderSource(_FileSource):
             raise FlaxnetsError(f"{root}: no class sub-folders found")
         examples = []
         for label, name in enumerate(class_names):
-            files = sorted(f for f in os.listdir(root / name) if _is_image(f))
+            files = sorted(f for f in os.listdir(root / name) if is_image_name(f))
             examples.extend((f"{name}/{f}", label) for f in files)
         if not examples:
             raise FlaxnetsError(f"{root}: class folders hold no image files")
@@ -104,7 +112,8 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _read_csv_ground_truth(path: Path) -> dict[str, str]:
+def read_csv_ground_truth(path: Path) -> dict[str, str]:
+    """{ImageId: synset} from a Kaggle `LOC_val_solution.csv` (the first word of each prediction)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or "ImageId" not in rows[0] or "PredictionString" not in rows[0]:
@@ -112,19 +121,49 @@ def _read_csv_ground_truth(path: Path) -> dict[str, str]:
     return {row["ImageId"]: row["PredictionString"].split()[0] for row in rows}
 
 
-def _read_devkit_ground_truth(path: Path, synsets_path: Path, files: list[str]) -> dict[str, str]:
-    synsets = [line.strip() for line in synsets_path.read_text().splitlines() if line.strip()]
-    ids = [int(line) for line in path.read_text().split()]
+def devkit_labels(ilsvrc_ids: list[int], synsets: list[str], files: list[str], where: str) -> dict[str, str]:
+    """Synset of each devkit-numbered file (`ILSVRC2012_val_00000001.JPEG` is line 1):
+    `ilsvrc_ids` are the ground-truth lines (ILSVRC2012 IDs), `synsets[k - 1]` the synset of
+    ID k. Returns {file name without extension: synset}; `where` names the ground truth."""
     truth = {}
     for f in files:
         match = re.search(r"(\d+)$", os.path.splitext(f)[0])
-        if match is None or not 1 <= int(match.group(1)) <= len(ids):
-            raise FlaxnetsError(f"{f}: expected a file numbered 1..{len(ids)} as in {path.name}")
-        ilsvrc_id = ids[int(match.group(1)) - 1]
-        if not 1 <= ilsvrc_id <= len(synsets):
-            raise FlaxnetsError(f"{path}: ILSVRC ID {ilsvrc_id} not in {synsets_path} (1..{len(synsets)})")
+        if match is None or not 1 <= int(match.group(1)) <= len(ilsvrc_ids):
+            raise FlaxnetsError(f"{f}: expected a file numbered 1..{len(ilsvrc_ids)} as in {where}")
+        ilsvrc_id = ilsvrc_ids[int(match.group(1)) - 1]
+        if not 1 <= ilsvrc_id <= len(synsets) or not synsets[ilsvrc_id - 1]:
+            raise FlaxnetsError(f"{where}: ILSVRC ID {ilsvrc_id} of {f} has no synset")
         truth[os.path.splitext(f)[0]] = synsets[ilsvrc_id - 1]
     return truth
+
+
+def _read_devkit_ground_truth(path: Path, synsets_path: Path, files: list[str]) -> dict[str, str]:
+    synsets = [line.strip() for line in synsets_path.read_text().splitlines() if line.strip()]
+    ids = [int(line) for line in path.read_text().split()]
+    return devkit_labels(ids, synsets, files, f"{path} + {synsets_path.name}")
+
+
+def label_flat_files(files: list[str], truth: dict[str, str], class_names: list[str], *,
+                     where: str, ground_truth: str) -> list[tuple[str, int]]:
+    """(file, class index) for a flat split's `files` from `truth` ({name without extension:
+    synset}). A file without ground truth or with an unknown synset is an error; labelled
+    files that are missing are a warning. `where` names the images, `ground_truth` the file."""
+    index = {name: i for i, name in enumerate(class_names)}
+    examples, unlabelled = [], []
+    for f in files:
+        synset = truth.get(os.path.splitext(f)[0])
+        if synset is None:
+            unlabelled.append(f)
+        elif synset not in index:
+            raise FlaxnetsError(f"{f}: synset {synset} of {ground_truth} is not a known class")
+        else:
+            examples.append((f, index[synset]))
+    if unlabelled:
+        raise FlaxnetsError(f"{where}: {len(unlabelled)} images have no ground truth, e.g. {unlabelled[0]}")
+    if len(truth) > len(examples):
+        warnings.warn(f"{ground_truth}: {len(truth) - len(examples)} labelled images are missing from {where}",
+                      RuntimeWarning, stacklevel=3)
+    return examples
 
 
 class FlatSource(_FileSource):
@@ -132,7 +171,7 @@ class FlatSource(_FileSource):
 
     def __init__(self, root: str | os.PathLike, *, ground_truth=None, synsets=None, class_names=None):
         root = Path(root)
-        files = sorted(f for f in os.listdir(root) if _is_image(f))
+        files = sorted(f for f in os.listdir(root) if is_image_name(f))
         ground_truth = Path(ground_truth) if ground_truth else (
             _find(root, CSV_GROUND_TRUTH) or _find(root, DEVKIT_GROUND_TRUTH))
         if ground_truth is None:
@@ -141,7 +180,7 @@ class FlatSource(_FileSource):
                 f"{DEVKIT_GROUND_TRUTH} + {DEVKIT_SYNSETS} in it or its parent"
             )
         if ground_truth.suffix.lower() == ".csv":
-            truth = _read_csv_ground_truth(ground_truth)
+            truth = read_csv_ground_truth(ground_truth)
             all_synsets = set(truth.values())
         else:
             synsets = Path(synsets) if synsets else _find(root, DEVKIT_SYNSETS)
@@ -153,21 +192,7 @@ class FlatSource(_FileSource):
             train = root.parent / "train"
             class_names = _class_folders(train) if train.is_dir() and train != root else []
             class_names = class_names or sorted(all_synsets)
-        index = {name: i for i, name in enumerate(class_names)}
-        examples, unlabelled = [], []
-        for f in files:
-            synset = truth.get(os.path.splitext(f)[0])
-            if synset is None:
-                unlabelled.append(f)
-            elif synset not in index:
-                raise FlaxnetsError(f"{f}: synset {synset} of {ground_truth.name} is not a known class")
-            else:
-                examples.append((f, index[synset]))
-        if unlabelled:
-            raise FlaxnetsError(f"{root}: {len(unlabelled)} images have no ground truth, e.g. {unlabelled[0]}")
-        if len(truth) > len(examples):
-            warnings.warn(f"{ground_truth}: {len(truth) - len(examples)} labelled images are missing from {root}",
-                          RuntimeWarning, stacklevel=2)
+        examples = label_flat_files(files, truth, class_names, where=str(root), ground_truth=ground_truth.name)
         super().__init__(root, examples, class_names)
 
 

@@ -19,10 +19,12 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressBar:
-    """Reports progress from `start_step` to `total_steps`; call `update(step, ...)` after steps."""
+    """Reports progress from `start_step` to `total_steps`; call `update(step, ...)` after steps.
+    `unit` names what is counted, `rate_unit` the rate (`images_per_step` per second)."""
 
     def __init__(self, total_steps: int, *, start_step: int = 0, images_per_step: int = 1,
-                 stream=None, every: int = 50, active: bool = True, width: int = 24):
+                 stream=None, every: int = 50, active: bool = True, width: int = 24, unit: str = "step",
+                 rate_unit: str = "img/s"):
         self.total = max(1, total_steps)
         self.start_step = start_step
         self.images_per_step = images_per_step
@@ -31,6 +33,7 @@ class ProgressBar:
         self.every = max(1, every)
         self.active = active
         self.width = width
+        self.unit, self.rate_unit = unit, rate_unit
         self._t0 = time.perf_counter()
         self._last_len = 0
 
@@ -43,7 +46,7 @@ class ProgressBar:
         filled = int(self.width * step / self.total)
         bar = "#" * filled + "." * (self.width - filled)
         eta_text = format_duration(eta) if rate > 0 else "?"
-        text = (f"[{bar}] step {step}/{self.total} {rate * self.images_per_step:,.0f} img/s "
+        text = (f"[{bar}] {self.unit} {step}/{self.total} {rate * self.images_per_step:,.0f} {self.rate_unit} "
                 f"elapsed {format_duration(elapsed)} eta {eta_text}")
         return f"{text} {extra}".rstrip()
 
