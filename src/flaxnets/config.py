@@ -160,8 +160,13 @@ def _with_registry_args(registry: Mapping[str, Any], section: str):
                 return args[item]
             raise AttributeError(f"{cls.__name__} ({self.__dict__.get('name')!r}) has no attribute {item!r}")
 
+        def __hash__(self):
+            # As the other (frozen) sections are hashable, with the arguments' dict as items.
+            return hash(tuple(tuple(v.items()) if isinstance(v, dict) else v for v in vars(self).values()))
+
         cls.__init__ = __init__
         cls.__getattr__ = __getattr__
+        cls.__hash__ = __hash__
         cls.registry = registry
         cls.section = section
         return cls

@@ -179,6 +179,11 @@ def test_keras_adam_epsilon_hat_matches_formula():
         expected = np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
         # float32 b2 (0.999 is not exact) limits the agreement of 1 - b2**t to ~1e-5.
         np.testing.assert_allclose(np.asarray(upd["w"]), expected, rtol=5e-5)
+    # Why this is ours: optax's Adam (eps after bias correction) gives another update early on.
+    optax_adam = optax.scale_by_adam(b1, b2, eps)
+    upd, _ = optax_adam.update({"w": jnp.asarray([0.01, 1.0, -2.0], jnp.float32)}, optax_adam.init(p))
+    keras, _ = tx.update({"w": jnp.asarray([0.01, 1.0, -2.0], jnp.float32)}, tx.init(p))
+    assert abs(float(upd["w"][0]) - float(keras["w"][0])) > 0.5 * abs(float(keras["w"][0]))
 
 
 def test_sgd_nesterov_matches_reference():
