@@ -522,7 +522,8 @@ def describe_keys(config: Config | None = None) -> list[KeyDoc]:
     (written as `--set` takes it) and its meaning: the `#:` comment above its field, or for an
     argument of the chosen optimizer or schedule, its `flaxnets.optimizers` entry's."""
     config = Config() if config is None else config
-    return [KeyDoc(key, _describe(tp), _format_value(value), meaning) for key, tp, value, meaning in _leaves(config, "")]
+    return [KeyDoc(key, _describe(tp), _format_value(value), meaning)
+            for key, tp, value, meaning in _leaves(config, "")]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,13 @@ entry, e.g.
         "b2": Arg(float, 0.99, "Decay of the momentum.")}),
 
 (tests/train/test_optim.py holds each entry's arguments to the signature of the optax function it
-calls). What is not per optimizer stays explicit keys of `flaxnets.config.OptimizerConfig`, applied
+calls). A schedule's `make` also gets the run (`ScheduleRun`) to turn epochs into steps:
+
+    "polynomial": ScheduleKind(
+        lambda run, power: tf_style_warmup(run, optax.polynomial_schedule(run.peak, 0.0, power, run.steps(run.epochs))),
+        "Polynomial decay to 0 over the run (optax.polynomial_schedule).",
+        {"power": Arg(float, 1.0, "Exponent of the decay.")}),
+ What is not per optimizer stays explicit keys of `flaxnets.config.OptimizerConfig`, applied
 by `flaxnets.train.optim`: L2 added to the gradient, decoupled weight decay, clipping, the masks by
 parameter kind; likewise the peak, batch scaling and warmup of `ScheduleConfig`.
 """

@@ -179,3 +179,23 @@ def test_optax_schedules_follow_the_tf_formulas_to_float_rounding_over_whole_run
                         base(steps.astype(np.float64)))
     got = np.asarray(build_schedule(config, IMAGENET)(steps), np.float64)
     assert np.abs(got - expected).max() <= 5e-7 * peak
+
+
+def test_an_optax_schedule_is_one_registry_entry(monkeypatch):
+    """The polynomial example of flaxnets.optimizers' docstring: settable, documented and built
+    (with the TF-style warmup) with no other change."""
+    import optax
+
+    from flaxnets.config import describe_choices
+    from flaxnets.optimizers import SCHEDULES, Arg, ScheduleKind, tf_style_warmup
+
+    monkeypatch.setitem(SCHEDULES, "polynomial", ScheduleKind(
+        lambda run, power: tf_style_warmup(run, optax.polynomial_schedule(run.peak, 0.0, power, run.steps(run.epochs))),
+        "Polynomial decay to 0 over the run.", {"power": Arg(float, 1.0, "Exponent of the decay.")}))
+    config = apply_overrides(Config(train=TrainConfig(global_batch_size=10, epochs=10)),
+                             ["schedule.name=polynomial", "schedule.power=2", "schedule.base_lr=1",
+                              "schedule.warmup_epochs=1"])
+    assert any(c.name == "polynomial" and c.args[0].key == "schedule.power" for c in describe_choices())
+    schedule = build_schedule(config, 100)  # 10 steps per epoch, 100 steps
+    assert _lr(schedule, 5) == pytest.approx(0.5, rel=1e-6)  # the warmup ramp to the peak
+    assert _lr(schedule, 50) == pytest.approx((1 - 50 / 100) ** 2, rel=1e-6)  # counted from step 0
