@@ -6,8 +6,9 @@ Every knob has one field here and one function that reads it:
 
 - `model.*`            -> `flaxnets.models.create_model` (None = the model's own default)
 - `data.*`             -> the input pipeline (`flaxnets.data`)
-- `optimizer.*`        -> `flaxnets.train.optim.build_optimizer`
-- `schedule.*`         -> `flaxnets.train.schedules.build_schedule`
+- `optimizer.*`        -> `flaxnets.train.optim.build_optimizer` (the optimizer named from
+                          `flaxnets.optimizers.OPTIMIZERS`, with its arguments)
+- `schedule.*`         -> `flaxnets.train.schedules.build_schedule` (`flaxnets.optimizers.SCHEDULES`)
 - `loss.*`             -> `flaxnets.train.losses.cross_entropy_loss`
 - `train/ema/eval/checkpoint/log.*` -> the training loop
 
@@ -28,9 +29,10 @@ import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Mapping, Optional, Union
 
 from flaxnets.errors import UsageError
+from flaxnets.optimizers import OPTIMIZERS, SCHEDULES
 
 #: Parameter kinds reported by `flaxnets.models.param_kinds`; weight-decay masks select among them.
 PARAM_KINDS = ("conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias")
@@ -135,35 +137,95 @@ class DataConfig:
     workers: int = 0
 
 
+def _with_registry_args(registry: Mapping[str, Any], section: str):
+    """Class decorator for a section whose `name` picks an entry of `registry` (`flaxnets.optimizers`)
+    and whose `args` hold that entry's arguments: the constructor also takes them as keywords
+    (`OptimizerConfig(name="sgd", momentum=0.9)`), checks them against the entry and fills in the
+    entry's defaults, so two sections that mean the same compare equal."""
+
+    def wrap(cls):
+        init = cls.__init__
+        fields = {f.name for f in dataclasses.fields(cls)}
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            given = {k: kwargs.pop(k) for k in list(kwargs) if k not in fields}
+            init(self, *args, **kwargs)
+            object.__setattr__(self, "args", _checked_args(cls, {**self.args, **given}, self.name))
+
+        def __getattr__(self, item):
+            # The chosen entry's arguments read as attributes (`config.optimizer.b1`).
+            args = self.__dict__.get("args", {})
+            if item in args:
+                return args[item]
+            raise AttributeError(f"{cls.__name__} ({self.__dict__.get('name')!r}) has no attribute {item!r}")
+
+        def __hash__(self):
+            # As the other (frozen) sections are hashable, with the arguments' dict as items.
+            return hash(tuple(tuple(v.items()) if isinstance(v, dict) else v for v in vars(self).values()))
+
+        cls.__init__ = __init__
+        cls.__getattr__ = __getattr__
+        cls.__hash__ = __hash__
+        cls.registry = registry
+        cls.section = section
+        return cls
+
+    return wrap
+
+
+def _checked_args(cls, given: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """`given` checked against the arguments of registry entry `name`, with its defaults filled in,
+    in the entry's order; a one-line UsageError for an unknown name, argument or mistyped value."""
+    section = cls.section
+    if name not in cls.registry:
+        raise UsageError(f"{section}.name={name!r}: expected {_describe(Literal[tuple(cls.registry)])}")
+    accepted = cls.registry[name].args
+    for key in given:
+        if key not in accepted:
+            raise _unknown_arg(cls, name, f"{section}.{key}")
+    out = {}
+    for key, arg in accepted.items():
+        if key in given:
+            ok, value = _try_coerce(given[key], arg.type)
+            if not ok:
+                raise UsageError(f"{section}.{key}={given[key]!r}: expected {_describe(arg.type)}")
+            out[key] = value
+        else:
+            out[key] = arg.default
+    return out
+
+
+def _unknown_arg(cls, name: str, key: str) -> UsageError:
+    """The error for a key of a registry section that is neither a field nor an argument of the
+    chosen entry: what that entry takes, the closest key, and which entries take it if any do."""
+    section, leaf = key.split(".", 1)
+    own = [f"{section}.{a}" for a in cls.registry[name].args]
+    fields = [f"{section}.{f.name}" for f in dataclasses.fields(cls) if f.name != "args"]
+    others = [n for n, entry in cls.registry.items() if leaf in entry.args and n != name]
+    close = [] if others else difflib.get_close_matches(key, own + fields, n=1, cutoff=0.5)
+    if leaf in _LEGACY_NAMES.get(section, {}):
+        close = [f"{section}.{_LEGACY_NAMES[section][leaf]}"]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    elsewhere = f" ({leaf} is an argument of {', '.join(others)}: set {section}.name first)" if others else ""
+    takes = ", ".join(cls.registry[name].args) or "no arguments"
+    return UsageError(f"unknown config key {key!r}: {section} {name!r} takes {takes}{elsewhere}{hint}")
+
+
+@_with_registry_args(OPTIMIZERS, "optimizer")
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """The optimizer and its regularisation (read by `flaxnets.train.optim.build_optimizer`)."""
+    """The optimizer, its arguments and the regularisation around it (read by
+    `flaxnets.train.optim.build_optimizer`). `optimizer.name` picks one of `flaxnets.optimizers.OPTIMIZERS`
+    and `optimizer.ARGUMENT` sets that optimizer's arguments (listed below the sections); changing
+    the name resets them to the new optimizer's defaults. The other keys apply to any optimizer."""
 
-    #: "adamw", "rmsprop_tf" (TF1 RMSProp semantics) or "sgd" (with momentum).
-    name: Literal["adamw", "rmsprop_tf", "sgd"] = "adamw"
-    #: AdamW first-moment decay.
-    b1: float = 0.9
-    #: AdamW second-moment decay.
-    b2: float = 0.999
-    #: AdamW epsilon.
-    eps: float = 1e-8
-    #: Add eps to the un-corrected sqrt(v) as TF/Keras Adam does ("epsilon hat") instead of after
-    #: bias correction as optax does.
-    adam_epsilon_hat: bool = False
-    #: rmsprop_tf: decay of the squared-gradient average.
-    rmsprop_decay: float = 0.9
-    #: rmsprop_tf: momentum, with the learning rate inside the momentum accumulator as in TF1.
-    rmsprop_momentum: float = 0.9
-    #: rmsprop_tf: epsilon, added inside the square root as in TF1.
-    rmsprop_eps: float = 1e-3
-    #: rmsprop_tf: starting value of the squared-gradient average (TF1: 1.0).
-    rmsprop_initial_accumulator: float = 1.0
-    #: sgd: momentum.
-    momentum: float = 0.9
-    #: sgd: Nesterov momentum.
-    nesterov: bool = False
-    #: Decoupled weight decay (AdamW): w -= lr * weight_decay * w, for every parameter whose kind
-    #: is not in `weight_decay_exclude`.
+    #: The optimizer; each takes its own arguments, listed under "Optimizers and schedules".
+    name: str = "adamw"
+    #: The chosen optimizer's arguments, each set as `optimizer.ARGUMENT` (not a key itself).
+    args: dict[str, Any] = field(default_factory=dict)
+    #: Decoupled weight decay: w -= lr * weight_decay * w, for every parameter whose kind is not in
+    #: `weight_decay_exclude` (AdamW with adamw).
     weight_decay: float = 0.0
     #: Parameter kinds without weight decay.
     weight_decay_exclude: tuple[ParamKind, ...] = ("bn_scale", "bn_bias")
@@ -176,20 +238,25 @@ class OptimizerConfig:
     grad_clip_norm: Optional[float] = None
 
 
+@_with_registry_args(SCHEDULES, "schedule")
 @dataclass(frozen=True)
 class ScheduleConfig:
     """The learning-rate schedule, stated in epochs (read by `flaxnets.train.schedules`).
 
-    Every schedule is a function of the optimizer step counted from 0. `constant`, `cosine` and
-    `exponential` follow the TF references: the decay counts from step 0 and a warmup only replaces
-    the first `warmup_epochs`, ramping linearly from `warmup_start_lr` to `warmup_target`
-    ("peak": the peak LR, as TF-TPU EfficientNet/MnasNet; "schedule": the schedule's own value at
-    the end of the warmup, as TF-Vision's LinearWarmup). `warmup_cosine` is optax's
-    `warmup_cosine_decay_schedule`: the cosine starts only after the warmup.
+    Every schedule is a function of the optimizer step counted from 0. `schedule.name` picks one of
+    `flaxnets.optimizers.SCHEDULES` and `schedule.ARGUMENT` sets its arguments (listed below the
+    sections; changing the name resets them). `constant`, `cosine` and `exponential` follow the TF
+    references: the decay counts from step 0 and a warmup only replaces the first `warmup_epochs`,
+    ramping linearly from `warmup_start_lr` to `warmup_target` ("peak": the peak LR, as TF-TPU
+    EfficientNet/MnasNet; "schedule": the schedule's own value at the end of the warmup, as
+    TF-Vision's LinearWarmup). `warmup_cosine` is optax's `warmup_cosine_decay_schedule`: the cosine
+    starts only after the warmup.
     """
 
-    #: Shape: constant, cosine or exponential (TF-style warmup) or warmup_cosine (optax's).
-    name: Literal["constant", "cosine", "warmup_cosine", "exponential"] = "cosine"
+    #: The shape; each takes its own arguments, listed under "Optimizers and schedules".
+    name: str = "cosine"
+    #: The chosen schedule's arguments, each set as `schedule.ARGUMENT` (not a key itself).
+    args: dict[str, Any] = field(default_factory=dict)
     #: Peak learning rate at `reference_batch` examples per step.
     base_lr: float = 0.001
     #: peak = base_lr * global_batch_size / reference_batch (None: peak = base_lr, no scaling).
@@ -200,17 +267,39 @@ class ScheduleConfig:
     warmup_start_lr: float = 0.0
     #: Where the warmup ramps to: the peak, or the schedule's own value at its end.
     warmup_target: Literal["peak", "schedule"] = "peak"
-    #: exponential: epochs per decay period; cosine: length of the decay (None: train.epochs).
-    decay_epochs: Optional[float] = None
-    #: exponential: factor per decay period.
-    decay_rate: float = 0.97
-    #: exponential: decay in whole periods (steps) rather than continuously.
-    staircase: bool = True
-    #: Final value of a cosine as a fraction of the peak (optax/TF `alpha`).
-    alpha: float = 0.0
     #: "floor": steps_per_epoch = floor(num_train / batch); "real": num_train / batch as a real
     #: number (the TF-TPU EfficientNet reference).
     steps_per_epoch_mode: Literal["floor", "real"] = "floor"
+
+
+#: Keys of config.json files written before issue 13 (one flat field per argument of every
+#: optimizer) and their names now; such files still load (`_upgrade_legacy`).
+_LEGACY_NAMES = {
+    "optimizer": {"adam_epsilon_hat": "epsilon_hat", "rmsprop_decay": "decay", "rmsprop_momentum": "momentum",
+                  "rmsprop_eps": "eps", "rmsprop_initial_accumulator": "initial_scale"},
+}
+_LEGACY_OPTIMIZERS = {"adamw": ("adamw", ("b1", "b2", "eps", "adam_epsilon_hat")),
+                      "rmsprop_tf": ("rmsprop", ("rmsprop_decay", "rmsprop_momentum", "rmsprop_eps",
+                                                 "rmsprop_initial_accumulator")),
+                      "sgd": ("sgd", ("momentum", "nesterov"))}
+_LEGACY_SCHEDULE_ARGS = ("decay_epochs", "decay_rate", "staircase", "alpha")
+
+
+def _upgrade_legacy(section: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A config.json section in the flat layout before issue 13, in today's: the chosen optimizer's
+    arguments under their new names (rmsprop_tf is rmsprop with eps in the root, as before), the
+    other optimizers' and schedules' arguments, which were ignored, dropped."""
+    if section == "optimizer" and "rmsprop_decay" in data and data.get("name") in _LEGACY_OPTIMIZERS:
+        name, used = _LEGACY_OPTIMIZERS[data["name"]]
+        legacy = set(_LEGACY_NAMES["optimizer"]) | {"b1", "b2", "eps", "momentum", "nesterov"}
+        out = {k: v for k, v in data.items() if k not in legacy}
+        out["name"] = name
+        out.update({_LEGACY_NAMES["optimizer"].get(k, k): data[k] for k in used if k in data})
+        return out
+    if section == "schedule" and all(k in data for k in _LEGACY_SCHEDULE_ARGS) and data.get("name") in SCHEDULES:
+        accepted = SCHEDULES[data["name"]].args
+        return {k: v for k, v in data.items() if k not in _LEGACY_SCHEDULE_ARGS or k in accepted}
+    return data
 
 
 @dataclass(frozen=True)
@@ -351,10 +440,9 @@ class Config:
             raise UsageError(f"schedule.reference_batch={s.reference_batch}: expected a positive integer or none")
         if s.warmup_epochs < 0:
             raise UsageError(f"schedule.warmup_epochs={s.warmup_epochs}: expected >= 0")
-        if s.name == "exponential" and not (s.decay_epochs and s.decay_epochs > 0):
-            raise UsageError(f"schedule.decay_epochs={s.decay_epochs}: the exponential schedule needs a positive period")
-        if s.decay_epochs is not None and s.decay_epochs <= 0:
-            raise UsageError(f"schedule.decay_epochs={s.decay_epochs}: expected a positive number or none")
+        decay_epochs = s.args.get("decay_epochs")
+        if decay_epochs is not None and decay_epochs <= 0:
+            raise UsageError(f"schedule.decay_epochs={decay_epochs}: expected a positive number or none")
         if not 0.0 <= self.loss.label_smoothing < 1.0:
             raise UsageError(f"loss.label_smoothing={self.loss.label_smoothing}: expected a value in [0, 1)")
         if self.ema.decay is not None and not 0.0 < self.ema.decay < 1.0:
@@ -369,8 +457,9 @@ class Config:
 
 
 def config_keys(config: Config | None = None) -> list[str]:
-    """Every settable dotted key, e.g. `optimizer.weight_decay`."""
-    return [key for key, _ in _leaf_fields(Config if config is None else type(config), "")]
+    """Every settable dotted key of `config` (default: `Config()`), e.g. `optimizer.weight_decay`;
+    the optimizer's and schedule's arguments are those of the ones `config` names."""
+    return [key for key, *_ in _leaves(Config() if config is None else config, "")]
 
 
 def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
@@ -390,15 +479,32 @@ def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> C
     return config.validate()
 
 
-def _leaf_fields(cls, prefix: str):
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+def _section_leaves(section):
+    """(field, type, value, meaning) of each settable non-section field of a dataclass instance; in a
+    registry section (`_with_registry_args`): `name`, then the chosen entry's arguments, then the rest."""
+    hints = typing.get_type_hints(type(section))
+    comments = _field_comments(type(section))
+    registry = getattr(type(section), "registry", None)
+    for f in dataclasses.fields(section):
         tp = hints[f.name]
-        name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
-            yield from _leaf_fields(tp, name + ".")
+        if dataclasses.is_dataclass(tp) or (registry is not None and f.name == "args"):
+            continue
+        if registry is not None and f.name == "name":
+            yield "name", Literal[tuple(registry)], section.name, comments["name"]
+            for arg, spec in registry[section.name].args.items():
+                yield arg, spec.type, section.args[arg], f"{section.name}: {spec.meaning}"
         else:
-            yield name, tp
+            yield f.name, tp, getattr(section, f.name), comments[f.name]
+
+
+def _leaves(obj, prefix: str):
+    """(dotted key, type, value, meaning) of every settable key under dataclass instance `obj`."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value, f"{prefix}{f.name}.")
+    for name, tp, value, meaning in _section_leaves(obj):
+        yield f"{prefix}{name}", tp, value, meaning
 
 
 @dataclass(frozen=True)
@@ -413,17 +519,33 @@ class KeyDoc:
 
 def describe_keys(config: Config | None = None) -> list[KeyDoc]:
     """Every settable key of `config` (default: `Config()`) with its type, its value in `config`
-    (written as `--set` takes it) and its meaning: the `#:` comment above its field."""
+    (written as `--set` takes it) and its meaning: the `#:` comment above its field, or for an
+    argument of the chosen optimizer or schedule, its `flaxnets.optimizers` entry's."""
     config = Config() if config is None else config
-    docs = []
-    for key, tp in _leaf_fields(type(config), ""):
-        *sections, name = key.split(".")
-        owner = config
-        for part in sections:
-            owner = getattr(owner, part)
-        docs.append(KeyDoc(key, _describe(tp), _format_value(getattr(owner, name)),
-                           _field_comments(type(owner))[name]))
-    return docs
+    return [KeyDoc(key, _describe(tp), _format_value(value), meaning)
+            for key, tp, value, meaning in _leaves(config, "")]
+
+
+@dataclass(frozen=True)
+class ChoiceDoc:
+    """One entry of `flaxnets.optimizers.OPTIMIZERS` or `SCHEDULES`: the section that names it, its
+    name, what it is, and its arguments (`KeyDoc`s keyed `section.ARGUMENT`, with their defaults)."""
+
+    section: str
+    name: str
+    doc: str
+    args: tuple[KeyDoc, ...]
+
+
+def describe_choices() -> list[ChoiceDoc]:
+    """Every optimizer and schedule a config can name, with each argument's type, default and meaning."""
+    out = []
+    for cls in (OptimizerConfig, ScheduleConfig):
+        for name, entry in cls.registry.items():
+            args = tuple(KeyDoc(f"{cls.section}.{arg}", _describe(spec.type), _format_value(spec.default), spec.meaning)
+                         for arg, spec in entry.args.items())
+            out.append(ChoiceDoc(cls.section, name, entry.doc, args))
+    return out
 
 
 def _format_value(value) -> str:
@@ -467,24 +589,33 @@ def _unknown_key(key: str, valid: list[str]) -> UsageError:
 
 def _set(config: Config, key: str, text: str) -> Config:
     parts = key.split(".")
-    obj = config
-    chain = []
-    for i, part in enumerate(parts):
-        names = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
-        if part not in names:
+    chain = [config]
+    for part in parts[:-1]:
+        obj = chain[-1]
+        value = getattr(obj, part) if part in {f.name for f in dataclasses.fields(obj)} else None
+        if not dataclasses.is_dataclass(value):
             raise _unknown_key(key, config_keys(config))
-        chain.append(obj)
-        obj = getattr(obj, part)
-        if i < len(parts) - 1 and not dataclasses.is_dataclass(obj):
-            raise _unknown_key(key, config_keys(config))
-    if dataclasses.is_dataclass(obj):
-        raise UsageError(f"config key {key!r} is a section; set one of its fields, e.g. {key}.{dataclasses.fields(obj)[0].name}=...")
-    parent = chain[-1]
-    tp = typing.get_type_hints(type(parent))[parts[-1]]
-    value = _parse(text, tp, key)
-    new = dataclasses.replace(parent, **{parts[-1]: value})
-    for obj_, part in zip(reversed(chain[:-1]), reversed(parts[:-1])):
-        new = dataclasses.replace(obj_, **{part: new})
+        chain.append(value)
+    parent, leaf = chain[-1], parts[-1]
+    types_ = {name: tp for name, tp, *_ in _section_leaves(parent)}
+    if leaf not in types_:
+        if dataclasses.is_dataclass(getattr(parent, leaf, None)):
+            section = getattr(parent, leaf)
+            raise UsageError(f"config key {key!r} is a section; set one of its fields, e.g. "
+                             f"{key}.{dataclasses.fields(section)[0].name}=...")
+        if hasattr(type(parent), "registry"):
+            raise _unknown_arg(type(parent), parent.name, key)
+        raise _unknown_key(key, config_keys(config))
+    value = _parse(text, types_[leaf], key)
+    if hasattr(type(parent), "registry") and leaf == "name":
+        # Another optimizer or schedule starts from its own defaults.
+        new = dataclasses.replace(parent, name=value, args=parent.args if value == parent.name else {})
+    elif hasattr(type(parent), "registry") and leaf in parent.args:
+        new = dataclasses.replace(parent, args={**parent.args, leaf: value})
+    else:
+        new = dataclasses.replace(parent, **{leaf: value})
+    for obj, part in zip(reversed(chain[:-1]), reversed(parts[:-1])):
+        new = dataclasses.replace(obj, **{part: new})
     return new
 
 
@@ -567,7 +698,12 @@ def _parse_inner(text: str, tp):
 
 def _to_dict(obj) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {f.name: _to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        items = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        if hasattr(type(obj), "registry"):
+            # Flat, as the keys are spelled: name, the chosen entry's arguments, the other fields.
+            args = items.pop("args")
+            items = {"name": items.pop("name"), **args, **items}
+        return {k: _to_dict(v) for k, v in items.items()}
     if isinstance(obj, tuple):
         return [_to_dict(v) for v in obj]
     return obj
@@ -578,10 +714,17 @@ def _from_dict(cls, data: dict[str, Any], prefix: str):
         raise UsageError(f"config section {prefix.rstrip('.') or 'root'!r}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    registry = getattr(cls, "registry", None)
+    if registry is not None:
+        data = _upgrade_legacy(cls.section, data)
+        names.discard("args")
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}{name}"
         if name not in names:
+            if registry is not None:
+                kwargs[name] = value  # an argument of the chosen entry: the constructor checks it
+                continue
             raise _unknown_key(key, config_keys())
         tp = hints[name]
         if dataclasses.is_dataclass(tp):

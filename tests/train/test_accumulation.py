@@ -110,14 +110,14 @@ def test_loop_with_accumulation_logs_the_schedule_and_averages_once_per_optimize
         assert np.isfinite(r["train_loss"])
     assert len({r["learning_rate"] for r in lines}) == LOOP_STEPS
 
-    # Each saved step: the step counter, the optimizer's counts (Adam's and the schedule's) and
-    # one EMA update with that step's decay.
+    # Each saved step: the step counter, the optimizer's counts (Adam's, its learning rate's and
+    # the decoupled weight decay's learning rate's) and one EMA update with that step's decay.
     saved = {s: saved_state(workdir, s)[1] for s in range(1, LOOP_STEPS + 1)}
     for s in range(2, LOOP_STEPS + 1):
         state, before = saved[s], saved[s - 1]
         assert int(state["['step']"]) == s
         counts = [v for k, v in state.items() if k.startswith("['opt_state']") and k.endswith("['count']")]
-        assert len(counts) == 2 and all(int(c) == s for c in counts), counts
+        assert len(counts) == 3 and all(int(c) == s for c in counts), counts
         d = float(ema_decay_at(0.99, s, True))
         ema_keys = [k for k in state if k.startswith("['ema_params']")]
         assert len(ema_keys) == 6

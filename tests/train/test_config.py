@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from flaxnets.config import Config, ModelConfig, apply_overrides, config_keys
+from flaxnets.config import Config, ModelConfig, OptimizerConfig, apply_overrides, config_keys
 from flaxnets.errors import UsageError
 
 
@@ -15,6 +15,7 @@ def test_overrides_parse_each_field_type():
             "optimizer.weight_decay=0.05",
             "train.global_batch_size=1024",
             "train.grad_accum_steps=4",
+            "optimizer.name=sgd",
             "optimizer.nesterov=true",
             "model.dropout_rate=0.3",
             "model.kernel_init=tf_tpu",
@@ -56,8 +57,10 @@ def test_unknown_key_suggests_closest():
     "item, pattern",
     [
         ("train.global_batch_size=1.5", r"train\.global_batch_size='1\.5': expected int"),
-        ("optimizer.name=adam", r"optimizer\.name='adam': expected 'adamw' \| 'rmsprop_tf' \| 'sgd'"),
-        ("optimizer.nesterov=maybe", r"expected bool"),
+        ("optimizer.name=adam", r"optimizer\.name='adam': expected 'adamw' \| 'rmsprop' \| 'sgd'"),
+        ("optimizer.epsilon_hat=maybe", r"optimizer\.epsilon_hat='maybe': expected bool"),
+        ("schedule.decay_rate=0.9", r"'schedule\.decay_rate': schedule 'cosine' takes decay_epochs, alpha "
+                                    r"\(decay_rate is an argument of exponential: set schedule\.name first\)"),
         ("loss.label_smoothing=none", r"loss\.label_smoothing='none': expected float"),
         ("data.mean=1,2", r"data\.mean"),
         ("optimizer.weight_decay_exclude=bn_scale,batchnorm", r"weight_decay_exclude"),
@@ -139,3 +142,63 @@ def test_docs_config_page_is_current():
     page = Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md"
     assert page.read_text() == keys_markdown(), \
         "stale: run flaxnets recipes --keys --markdown > docs/CONFIG.md"
+
+
+def test_optimizer_arguments_are_the_chosen_optimizers():
+    c = apply_overrides(Config(), ["optimizer.name=rmsprop", "optimizer.momentum=0.9", "optimizer.eps=1e-3",
+                                   "optimizer.initial_scale=1"])
+    assert c.optimizer.args == {"decay": 0.9, "eps": 1e-3, "initial_scale": 1.0, "eps_in_sqrt": True,
+                                "centered": False, "momentum": 0.9, "nesterov": False}
+    assert c.optimizer.momentum == 0.9 and isinstance(c.optimizer.initial_scale, float)
+    # Another optimizer starts from its own defaults; the same name keeps the arguments.
+    assert apply_overrides(c, ["optimizer.name=sgd"]).optimizer.args == {"momentum": None, "nesterov": False}
+    assert apply_overrides(c, ["optimizer.name=rmsprop"]) == c
+    with pytest.raises(UsageError, match=r"^unknown config key 'optimizer\.b1': optimizer 'rmsprop' takes decay, eps, "
+                                         r"initial_scale, eps_in_sqrt, centered, momentum, nesterov "
+                                         r"\(b1 is an argument of adamw: set optimizer\.name first\)$"):
+        apply_overrides(c, ["optimizer.b1=0.9"])
+    with pytest.raises(UsageError, match=r"optimizer\.momentm': .*did you mean 'optimizer\.momentum'"):
+        apply_overrides(c, ["optimizer.momentm=0.9"])
+    with pytest.raises(UsageError, match=r"optimizer\.momentum='fast': expected float or none"):
+        apply_overrides(c, ["optimizer.momentum=fast"])
+    with pytest.raises(UsageError, match=r"optimizer\.decay='0\.9': expected float"):
+        OptimizerConfig(name="rmsprop", decay="0.9")
+    with pytest.raises(UsageError, match=r"'optimizer\.rmsprop_eps'.*did you mean 'optimizer\.eps'"):
+        OptimizerConfig(name="rmsprop", rmsprop_eps=1e-3)
+
+
+def test_config_json_of_the_flat_layout_before_issue_13_still_loads():
+    """Work directories written before the optimizer registry hold every optimizer's arguments as
+    flat keys; they load as today's config, the unused arguments dropped."""
+    from flaxnets.recipes import load_recipe
+
+    recipe = load_recipe("efficientnet_b0_tpu")
+    old = recipe.to_dict()
+    old["optimizer"] = {"name": "rmsprop_tf", "b1": 0.9, "b2": 0.999, "eps": 1e-8, "adam_epsilon_hat": False,
+                        "rmsprop_decay": 0.9, "rmsprop_momentum": 0.9, "rmsprop_eps": 0.001,
+                        "rmsprop_initial_accumulator": 1.0, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+                        "weight_decay_exclude": ["bn_scale", "bn_bias"], "l2": 1e-05,
+                        "l2_exclude": ["bn_scale", "bn_bias"], "grad_clip_norm": None}
+    old["schedule"] = {"name": "exponential", "base_lr": 0.016, "reference_batch": 256, "warmup_epochs": 5,
+                       "warmup_start_lr": 0.0, "warmup_target": "peak", "decay_epochs": 2.4, "decay_rate": 0.97,
+                       "staircase": True, "alpha": 0.0, "steps_per_epoch_mode": "real"}
+    assert Config.from_dict(json.loads(json.dumps(old))) == recipe
+    adamw = dict(old["optimizer"], name="adamw", eps=1e-7, adam_epsilon_hat=True, weight_decay=0.1)
+    loaded = Config.from_dict({"optimizer": adamw}).optimizer
+    assert loaded == OptimizerConfig(name="adamw", eps=1e-7, epsilon_hat=True, weight_decay=0.1, l2=1e-5)
+
+
+def test_keys_reference_documents_every_optimizer_and_schedule(capsys):
+    from flaxnets.cli import main
+    from flaxnets.config import describe_choices
+    from flaxnets.optimizers import OPTIMIZERS, SCHEDULES
+
+    choices = {(c.section, c.name): c for c in describe_choices()}
+    assert set(choices) == {("optimizer", n) for n in OPTIMIZERS} | {("schedule", n) for n in SCHEDULES}
+    momentum = {d.key: d for d in choices["optimizer", "rmsprop"].args}["optimizer.momentum"]
+    assert (momentum.values, momentum.default) == ("float or none", "none") and momentum.meaning
+    assert main(["recipes", "--keys"]) == 0
+    out = capsys.readouterr().out
+    assert "\noptimizer rmsprop: RMSProp (optax.rmsprop)" in out
+    assert "\n    optimizer.initial_scale = 0.0  (float)\n" in out
+    assert "\nschedule exponential: " in out and "\n    schedule.decay_rate = 0.97  (float)\n" in out

@@ -49,7 +49,7 @@ def test_recipe_values_match_their_sources():
     assert large.ema.decay is None and large.loss.label_smoothing == 0.1 and large.optimizer.l2 == 0
     assert total_steps(large, 1_281_167) == 218_000  # the yaml's train_steps
     b0 = load_recipe("efficientnet_b0_tpu")
-    assert b0.schedule.steps_per_epoch_mode == "real" and b0.optimizer.rmsprop_eps == 1e-3
+    assert b0.schedule.steps_per_epoch_mode == "real" and b0.optimizer.eps == 1e-3
     assert float(build_schedule(b0, 1_281_167)(3127)) == pytest.approx(0.128 * 0.97**2, rel=1e-6)
     b7 = load_recipe("efficientnet_b7_tpu")
     assert (b7.data.image_size, b7.model.dropout_rate) == (600, 0.5)
@@ -98,7 +98,8 @@ def test_each_recipe_normalises_as_its_source_does():
 def test_paper_recipes_use_every_value_section_6_1_1_states():
     for name in ("mobilenet_v3_large_paper", "mobilenet_v3_small_paper"):
         c = load_recipe(name)
-        assert (c.optimizer.name, c.optimizer.rmsprop_momentum, c.optimizer.l2) == ("rmsprop_tf", 0.9, 1e-5)
+        assert (c.optimizer.name, c.optimizer.momentum, c.optimizer.l2) == ("rmsprop", 0.9, 1e-5)
+        assert (c.optimizer.initial_scale, c.optimizer.eps_in_sqrt) == (1.0, True)  # TF1 RMSPropOptimizer
         assert (c.schedule.base_lr, c.schedule.reference_batch, c.train.global_batch_size) == (0.1, 4096, 4096)
         assert (c.schedule.decay_epochs, c.schedule.decay_rate) == (3, 0.99)
         assert (c.model.dropout_rate, c.model.bn_momentum, c.ema.decay) == (0.2, 0.99, 0.9999)

@@ -56,13 +56,23 @@ def keys_text(config=None) -> str:
     """Every settable key as `key = value  (values)` followed by its meaning, indented."""
     import textwrap
 
-    from flaxnets.config import describe_keys
+    from flaxnets.config import describe_choices, describe_keys
 
     lines = []
     for doc in describe_keys(config):
         lines.append(f"{doc.key} = {doc.default}  ({doc.values})")
         lines += textwrap.wrap(doc.meaning, 96, initial_indent="    ", subsequent_indent="    ")
+    lines += ["", *textwrap.wrap(CHOICES_INTRO, 100)]
+    for choice in describe_choices():
+        lines += textwrap.wrap(f"{choice.section} {choice.name}: {choice.doc}", 100, subsequent_indent="    ")
+        for doc in choice.args:
+            lines.append(f"    {doc.key} = {doc.default}  ({doc.values})")
+            lines += textwrap.wrap(doc.meaning, 92, initial_indent="        ", subsequent_indent="        ")
     return "\n".join(lines) + "\n"
+
+
+CHOICES_INTRO = ("Optimizers and schedules (optimizer.name, schedule.name) and their arguments, each set as "
+                 "optimizer.ARGUMENT or schedule.ARGUMENT once the name is chosen; the defaults shown are theirs.")
 
 
 def keys_markdown(config=None) -> str:
@@ -70,7 +80,7 @@ def keys_markdown(config=None) -> str:
     import dataclasses
     import inspect
 
-    from flaxnets.config import Config, describe_keys
+    from flaxnets.config import Config, describe_choices, describe_keys
 
     config = Config() if config is None else config
     title = f"recipe `{config.name}`" if config.name else "`flaxnets.config.Config()`"
@@ -94,6 +104,15 @@ def keys_markdown(config=None) -> str:
             cells = [f"`{d.key}`", f"`{d.default}`", d.values, d.meaning]
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         out.append("")
+    out += ["## Optimizers and schedules", "", CHOICES_INTRO, ""]
+    for choice in describe_choices():
+        out += [f"### `{choice.section}.name={choice.name}`", "", choice.doc, ""]
+        if choice.args:
+            out += ["| key | default | values | meaning |", "|---|---|---|---|"]
+            for d in choice.args:
+                cells = [f"`{d.key}`", f"`{d.default}`", d.values, d.meaning]
+                out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            out.append("")
     return "\n".join(out)
 
 

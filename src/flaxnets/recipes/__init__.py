@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from flaxnets.config import Config, config_keys
+from flaxnets.config import Config, OptimizerConfig, ScheduleConfig, config_keys
 from flaxnets.errors import UsageError
 
 #: Sections whose every value differing from `Config()` must have a SOURCES entry.
@@ -89,8 +89,10 @@ def recipe_sources(name: str) -> dict[str, str]:
 
 def source_keys_required(config: Config) -> list[str]:
     """The keys of `config` whose source a recipe must cite: `CORE_KEYS` plus every key of the
-    `SOURCED_SECTIONS` whose value differs from `Config()`'s, in `config_keys()` order."""
-    default = Config()
+    `SOURCED_SECTIONS` whose value differs from `Config()`'s, in `config_keys()` order (an
+    argument of the optimizer or schedule: from that optimizer's or schedule's default)."""
+    default = Config(optimizer=OptimizerConfig(name=config.optimizer.name),
+                     schedule=ScheduleConfig(name=config.schedule.name))
     required = []
     for key in config_keys(config):
         section, *rest = key.split(".")

@@ -29,7 +29,8 @@ PITFALLS = (
             "the first steps; optax's `warmup_exponential_decay_schedule` starts decaying after the warmup "
             "(5 epochs late, about 6% too high a learning rate for the whole run), and "
             "`transition_begin=warmup_steps` made it 10 epochs late.",
-            "`flaxnets.train.schedules` counts every decay from step 0 (`warmup_target` says where the ramp ends).",
+            "Every decay counts from step 0 and the warmup replaces its first steps "
+            "(`flaxnets.optimizers.tf_style_warmup`; `warmup_target` says where the ramp ends).",
             ("tests/train/test_schedules.py::test_efficientnet_tpu_exponential_with_warmup_replacing_first_steps",
              "tests/train/test_schedules.py::test_mobilenet_v3_small_tfvision_warmup_to_schedule_value")),
     Pitfall("An evaluation that drops and repeats images",

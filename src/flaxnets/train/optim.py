@@ -4,13 +4,14 @@ Weight-decay and L2 masks select parameters by *kind* (`flaxnets.models.param_ki
 layer name, so renaming a layer cannot change a recipe (docs/RECIPES.md pitfall 10).
 
 Chain, in order: L2 (`l2 * w` added to the gradient, as the gradient of `0.5 * l2 * ||w||^2` in the
-TF references' loss) -> global-norm clipping -> the optimizer, whose last step applies the
-learning rate from `flaxnets.train.schedules.build_schedule`.
+TF references' loss) -> global-norm clipping -> the optimizer named from
+`flaxnets.optimizers.OPTIMIZERS`, whose last step applies the learning rate from
+`flaxnets.train.schedules.build_schedule` -> decoupled weight decay (`w -= lr * weight_decay * w`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,8 @@ import optax
 
 from flaxnets.config import PARAM_KINDS, Config
 from flaxnets.errors import FlaxnetsError, UsageError
-from flaxnets.train.schedules import Schedule, build_schedule
+from flaxnets.optimizers import OPTIMIZERS, Schedule
+from flaxnets.train.schedules import build_schedule
 
 Path = tuple[Hashable, ...]
 
@@ -73,97 +75,21 @@ def masked_l2(l2: float, kinds: Mapping[Path, str], exclude: Sequence[str]) -> o
 
 
 # ---------------------------------------------------------------------------------------------
-# RMSProp with TF1 semantics
+# Decoupled weight decay
 
 
-class RmsPropTfState(NamedTuple):
-    """State of `rmsprop_tf`: step count, mean square and momentum accumulators."""
-
-    count: jnp.ndarray
-    mean_square: Any
-    momentum: Any
-
-
-def rmsprop_tf(
-    learning_rate: float | Schedule,
-    decay: float = 0.9,
-    momentum: float = 0.9,
-    eps: float = 1e-3,
-    initial_accumulator: float = 1.0,
-) -> optax.GradientTransformation:
-    """RMSProp as TF1's `tf.train.RMSPropOptimizer` (and TF's ApplyRMSProp kernel) computes it.
-
-        ms  = decay * ms + (1 - decay) * g**2          (ms starts at `initial_accumulator`)
-        mom = momentum * mom + lr * g / sqrt(ms + eps)
-        w  -= mom
-
-    The learning rate sits inside the momentum accumulator, so a changing schedule cannot be
-    applied afterwards by `optax.scale_by_learning_rate`; this transformation therefore takes the
-    schedule and returns the final (negative) update. optax's `rmsprop` puts eps outside the root
-    and starts ms at 0, which does not train EfficientNet with these settings.
-    """
-    schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
-
-    def init(params):
-        return RmsPropTfState(
-            count=jnp.zeros([], jnp.int32),
-            mean_square=jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator), params),
-            momentum=jax.tree.map(jnp.zeros_like, params),
-        )
+def decoupled_weight_decay(weight_decay: float, learning_rate: float | Schedule, mask) -> optax.GradientTransformation:
+    """Add `-lr * weight_decay * w` to the (final, negative) update of every masked-in parameter,
+    `lr` being the schedule at this transformation's own step count, which advances with the
+    optimizer's. After any optimizer this is `w -= lr * weight_decay * w` (AdamW; TF-Vision's
+    AdamWeightDecay); optax builds it into `adamw` only."""
+    decay = optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_learning_rate(learning_rate))
 
     def update(updates, state, params=None):
-        del params
-        lr = jnp.asarray(schedule(state.count), jnp.float32)
-        mean_square = jax.tree.map(lambda ms, g: decay * ms + (1.0 - decay) * jnp.square(g), state.mean_square, updates)
-        mom = jax.tree.map(
-            lambda m, g, ms: momentum * m + (lr * g * jax.lax.rsqrt(ms + eps)).astype(m.dtype),
-            state.momentum,
-            updates,
-            mean_square,
-        )
-        new_updates = jax.tree.map(jnp.negative, mom)
-        return new_updates, RmsPropTfState(count=state.count + 1, mean_square=mean_square, momentum=mom)
+        step, state = decay.update(jax.tree.map(jnp.zeros_like, updates), state, params)
+        return jax.tree.map(jnp.add, updates, step), state
 
-    return optax.GradientTransformation(init, update)
-
-
-# ---------------------------------------------------------------------------------------------
-# Adam with Keras' epsilon placement
-
-
-class ScaleByAdamKerasState(NamedTuple):
-    """State of `scale_by_adam_keras`."""
-
-    count: jnp.ndarray
-    mu: Any
-    nu: Any
-
-
-def scale_by_adam_keras(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -> optax.GradientTransformation:
-    """Adam as TF/Keras compute it: `sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`.
-
-    Keras adds eps to the un-corrected `sqrt(v)` ("epsilon hat"); optax adds it after bias
-    correction. The two differ only while `1 - b2^t` is far from 1 (the first few thousand steps).
-    """
-
-    def init(params):
-        return ScaleByAdamKerasState(
-            count=jnp.zeros([], jnp.int32),
-            mu=jax.tree.map(jnp.zeros_like, params),
-            nu=jax.tree.map(jnp.zeros_like, params),
-        )
-
-    def update(updates, state, params=None):
-        del params
-        mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, updates)
-        nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g), state.nu, updates)
-        count = state.count + 1
-        t = count.astype(jnp.float32)
-        correction = jnp.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-        new_updates = jax.tree.map(lambda m, v: correction * m / (jnp.sqrt(v) + eps), mu, nu)
-        return new_updates, ScaleByAdamKerasState(count=count, mu=mu, nu=nu)
-
-    return optax.GradientTransformation(init, update)
+    return optax.masked(optax.GradientTransformation(decay.init, update), mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,13 +102,15 @@ def build_optimizer(
     num_train_examples: int,
     schedule: Schedule | None = None,
 ) -> optax.GradientTransformation:
-    """The full optax chain for `config.optimizer` with `config.schedule`.
+    """The full optax chain for `config.optimizer` with `config.schedule`: L2 -> clipping -> the
+    optimizer named from `flaxnets.optimizers.OPTIMIZERS` -> decoupled weight decay.
 
     `kinds` is `flaxnets.models.param_kinds(model)`; `num_train_examples` converts the schedule's
     epochs to steps. One call of `update` is one optimizer step (after any gradient accumulation);
     the schedule is evaluated at the number of steps taken before it.
     """
     o = config.optimizer
+    entry = OPTIMIZERS[o.name]
     lr = schedule if schedule is not None else build_schedule(config, num_train_examples)
     chain = []
     if o.l2 > 0:
@@ -191,27 +119,10 @@ def build_optimizer(
         if o.grad_clip_norm <= 0:
             raise UsageError(f"optimizer.grad_clip_norm={o.grad_clip_norm}: expected a positive number or none")
         chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
-
-    decoupled = []
+    chain.append(entry.make(lr, **o.args))
     if o.weight_decay > 0:
-        decoupled = [optax.add_decayed_weights(o.weight_decay, mask=kind_mask(kinds, o.weight_decay_exclude))]
-
-    if o.name == "adamw":
-        adam = scale_by_adam_keras(o.b1, o.b2, o.eps) if o.adam_epsilon_hat else optax.scale_by_adam(o.b1, o.b2, o.eps)
-        # Decoupled decay multiplied by the learning rate, as optax.adamw and TF-Vision's
-        # AdamWeightDecay (`w -= lr * weight_decay_rate * w`) both do.
-        chain += [adam, *decoupled, optax.scale_by_learning_rate(lr)]
-    elif o.name == "sgd":
-        if o.momentum:
-            chain.append(optax.trace(decay=o.momentum, nesterov=o.nesterov))
-        chain += [*decoupled, optax.scale_by_learning_rate(lr)]
-    elif o.name == "rmsprop_tf":
-        if o.weight_decay > 0:
-            raise UsageError(
-                f"optimizer.weight_decay={o.weight_decay} with rmsprop_tf: the TF references "
-                "regularise RMSProp runs with optimizer.l2; set optimizer.weight_decay=0"
-            )
-        chain.append(rmsprop_tf(lr, o.rmsprop_decay, o.rmsprop_momentum, o.rmsprop_eps, o.rmsprop_initial_accumulator))
-    else:
-        raise UsageError(f"optimizer.name={o.name!r}: expected adamw, rmsprop_tf or sgd")
+        if entry.no_weight_decay:
+            raise UsageError(f"optimizer.weight_decay={o.weight_decay} with {o.name}: {entry.no_weight_decay}; "
+                             "set optimizer.weight_decay=0")
+        chain.append(decoupled_weight_decay(o.weight_decay, lr, kind_mask(kinds, o.weight_decay_exclude)))
     return optax.chain(*chain)

@@ -1,25 +1,20 @@
 """Learning-rate schedules stated in epochs, evaluated per optimizer step (counted from 0).
 
-Conventions (see `flaxnets.config.ScheduleConfig`): the decay of `cosine` and `exponential`
-counts from step 0 and a warmup only *replaces* the first steps, as in the TF-TPU and TF-Vision
-references. optax's `warmup_exponential_decay_schedule` instead starts decaying after the warmup,
-which leaves the learning rate about 6% high for a whole EfficientNet run (docs/RECIPES.md pitfall 3).
+The shapes are optax's (`flaxnets.optimizers.SCHEDULES`); this module turns epochs into steps and
+scales the peak with the batch. Conventions (see `flaxnets.config.ScheduleConfig`): the decay of
+`cosine` and `exponential` counts from step 0 and a warmup only *replaces* the first steps, as in
+the TF-TPU and TF-Vision references (`flaxnets.optimizers.tf_style_warmup`). optax's
+`warmup_exponential_decay_schedule` instead starts decaying after the warmup, which leaves the
+learning rate about 6% high for a whole EfficientNet run (docs/RECIPES.md pitfall 3).
 """
 
 from __future__ import annotations
-
-import math
-from typing import Callable
 
 import jax.numpy as jnp
 
 from flaxnets.config import Config
 from flaxnets.errors import UsageError
-
-Schedule = Callable[[jnp.ndarray | int], jnp.ndarray]
-
-# Epoch counts such as 218000/312 must not lose a step to floating-point rounding.
-_STEP_TOLERANCE = 1e-6
+from flaxnets.optimizers import SCHEDULES, Schedule, ScheduleRun, epochs_to_steps
 
 
 def steps_per_epoch(num_train_examples: int, global_batch_size: int, mode: str = "floor") -> float:
@@ -37,11 +32,6 @@ def steps_per_epoch(num_train_examples: int, global_batch_size: int, mode: str =
     if mode == "real":
         return num_train_examples / global_batch_size
     raise UsageError(f"schedule.steps_per_epoch_mode={mode!r}: expected 'floor' or 'real'")
-
-
-def epochs_to_steps(epochs: float, steps_per_epoch_: float) -> int:
-    """Whole steps in `epochs` epochs (truncated as the references' `int(...)` does)."""
-    return int(math.floor(epochs * steps_per_epoch_ + _STEP_TOLERANCE))
 
 
 def config_steps_per_epoch(config: Config, num_train_examples: int) -> float:
@@ -63,58 +53,21 @@ def peak_lr(config: Config) -> float:
 
 
 def build_schedule(config: Config, num_train_examples: int) -> Schedule:
-    """The learning rate as a function of the optimizer step (int or traced int), float32.
+    """The learning rate as a function of the optimizer step (int, array or traced int), float32 of
+    the step's shape: the `flaxnets.optimizers.SCHEDULES` entry `schedule.name` with its arguments.
 
     `num_train_examples` is `config.data.num_train_examples` or, when that is None, the count of
     the training data.
     """
     s = config.schedule
     spe = config_steps_per_epoch(config, num_train_examples)
-    peak = peak_lr(config)
-    warmup_steps = epochs_to_steps(s.warmup_epochs, spe)
-    decay_epochs = s.decay_epochs if s.decay_epochs is not None else config.train.epochs
+    run = ScheduleRun(peak=peak_lr(config), steps_per_epoch=spe, epochs=config.train.epochs,
+                      warmup_steps=epochs_to_steps(s.warmup_epochs, spe), warmup_start_lr=s.warmup_start_lr,
+                      warmup_target=s.warmup_target)
+    schedule = SCHEDULES[s.name].make(run, **s.args)
 
-    if s.name == "constant":
-        def base(step):
-            return jnp.full(jnp.shape(step), peak, jnp.float32)
-    elif s.name in ("cosine", "warmup_cosine"):
-        decay_steps = epochs_to_steps(decay_epochs, spe)
-        # optax semantics: the cosine starts after the warmup and ends at the same step.
-        begin = warmup_steps if s.name == "warmup_cosine" else 0
-        length = decay_steps - begin
-        if length <= 0:
-            raise UsageError(
-                f"schedule.decay_epochs={decay_epochs}: the cosine ({decay_steps} steps) must be "
-                f"longer than the warmup ({warmup_steps} steps)"
-            )
+    def learning_rate(step):
+        # optax's constant schedule returns a Python float whatever the step.
+        return jnp.broadcast_to(jnp.asarray(schedule(step), jnp.float32), jnp.shape(step))
 
-        def base(step):
-            t = jnp.clip(jnp.asarray(step, jnp.float32) - begin, 0.0, length) / length
-            cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * t))
-            return peak * ((1.0 - s.alpha) * cosine + s.alpha)
-    elif s.name == "exponential":
-        period = decay_epochs * spe
-
-        def base(step):
-            p = jnp.asarray(step, jnp.float32) / period
-            if s.staircase:
-                p = jnp.floor(p)
-            return jnp.asarray(peak, jnp.float32) * jnp.power(jnp.float32(s.decay_rate), p)
-    else:
-        raise UsageError(f"schedule.name={s.name!r}: expected constant, cosine, warmup_cosine or exponential")
-
-    if warmup_steps == 0:
-        return base
-
-    if s.name == "warmup_cosine" or s.warmup_target == "peak":
-        target = peak
-    else:
-        target = float(base(warmup_steps))
-    start = s.warmup_start_lr
-
-    def schedule(step):
-        step_f = jnp.asarray(step, jnp.float32)
-        ramp = start + (target - start) * step_f / warmup_steps
-        return jnp.where(step_f < warmup_steps, ramp, base(step)).astype(jnp.float32)
-
-    return schedule
+    return learning_rate
