@@ -8,6 +8,7 @@ from _data_fixtures import encode, smooth_image
 from flaxnets.data.transforms import (
     center_crop_window,
     eval_transform,
+    resize,
     sample_distorted_bounding_box,
     train_transform,
 )
@@ -47,7 +48,7 @@ def test_tf_tpu_fallback_uses_the_padded_centre_crop():
     data = encode(strip, "PNG")
     out = train_transform(data, np.random.default_rng(0), image_size_px=16, crop="tf_tpu")
     y, x, h, w = center_crop_window(20, 400, 16 / 48)
-    expected = cv2.resize(strip[y:y + h, x:x + w], (16, 16), interpolation=cv2.INTER_CUBIC)
+    expected = resize(strip[y:y + h, x:x + w], 16, "bicubic", half_pixel_centers=False)
     assert (y, x, h, w) == (7, 197, 6, 6)
     assert np.array_equal(out, expected) or np.array_equal(out, expected[:, ::-1])
 
@@ -62,8 +63,12 @@ def test_center_crop_formula_matches_tf_tpu():
 def test_eval_transform_is_centre_crop_then_resize():
     image = smooth_image(60, 80, seed=2)
     out = eval_transform(encode(image, "PNG"), image_size_px=24, crop_fraction=0.5,
-                         interpolation="bicubic")
-    expected = cv2.resize(image[15:45, 25:55], (24, 24), interpolation=cv2.INTER_CUBIC)
+                         interpolation="bilinear", crop="tf_vision")
+    expected = cv2.resize(image[15:45, 25:55], (24, 24), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(out, expected)
+    out = eval_transform(encode(image, "PNG"), image_size_px=24, crop_fraction=0.5,
+                         interpolation="bicubic", crop="tf_tpu")
+    expected = resize(image[15:45, 25:55], 24, "bicubic", half_pixel_centers=False)
     np.testing.assert_array_equal(out, expected)
 
 
