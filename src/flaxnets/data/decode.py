@@ -140,6 +140,7 @@ def decode_crop(
     out_size: tuple[int, int],
     *,
     dct_scaled: bool = False,
+    fast_dct: bool = True,
 ) -> np.ndarray:
     """Decode the crop `box` = (y, x, height, width) of an image (full-resolution coordinates).
 
@@ -154,18 +155,20 @@ def decode_crop(
     as a region: only the rows and iMCU columns that cover it go through the inverse DCT and
     colour conversion, as tf.data's `decode_and_crop_jpeg` does. The pixels are identical to
     the full decode's; anything the region decoder does not handle takes the full-decode path.
+    `fast_dct`: as in `decode_image` (the references' default, JDCT_IFAST).
     """
     if box is not None and is_jpeg(data):
-        region = turbo.decode_region(data, box, out_size if dct_scaled else None)
+        region = turbo.decode_region(data, box, out_size if dct_scaled else None,
+                                     fast_dct=fast_dct)
         if region is not None:
             return region
         if dct_scaled:
             size = image_size(data)
             min_h, min_w = turbo.min_decode_size(box, size, out_size)
-            image = decode_image(data, min_height=min_h, min_width=min_w)
+            image = decode_image(data, min_height=min_h, min_width=min_w, fast_dct=fast_dct)
             y, x, crop_h, crop_w = turbo.map_box(box, size, image.shape[:2])
             return image[y : y + crop_h, x : x + crop_w]
-    image = decode_image(data)
+    image = decode_image(data, fast_dct=fast_dct)
     if box is None:
         return image
     y, x, crop_h, crop_w = box
