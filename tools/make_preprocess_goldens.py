@@ -12,7 +12,8 @@ checkout at commit 80c0773 (the last one with CROP_PADDING = 32, the published r
 photos encoded here as JPEGs (the bytes are stored): chelsea 300x451 4:2:0, coffee 400x600
 4:4:4, rocket 427x640 progressive, camera 512x512 greyscale, astronaut cut to 512x341 4:2:2.
 Each gets three fixed crop boxes ("box", an upscaled "small" one and "whole", the whole image,
-which triggers the references' centre-crop fallback). The crop sampler is replaced by one
+which triggers the references' centre-crop fallback); two also get the "box" crop resized with
+each non-default method (TF-Vision's `tf_resize_method`, TF-TPU's `resize_method`). The crop sampler is replaced by one
 returning the fixed box and random flips are off; everything else is the reference code:
 
 * TF-Vision: `official.vision.dataloaders.classification_input.Parser._parse_train_image` and
@@ -59,6 +60,8 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "goldens"
 SAMPLE_DISTORTED_BOUNDING_BOX = tf.image.sample_distorted_bounding_box
 TRAIN_SIZE, SMALL_SIZE, EVAL_SIZE = 32, 48, 40
 SAMPLES = 20_000
+# Photos on which the non-default resize methods are recorded too.
+METHOD_PHOTOS = ("chelsea_420", "camera_grey")
 # The last two are strips on which the sampler often fails and returns the whole image.
 SHAPES = ((375, 500), (500, 333), (100, 400), (33, 400), (28, 400))
 # name: (min_object_covered, area_range, aspect_ratio_range, max_attempts)
@@ -174,6 +177,20 @@ def parity(tpu_path: str) -> dict[str, np.ndarray]:
             out[f"tf_tpu_train/{key}"] = tpu.preprocess_for_train(
                 tf.constant(data), use_bfloat16=False, image_size=size).numpy()
             index.append({"photo": name, "box_name": box_name, "box": box, "size": size})
+        if name in METHOD_PHOTOS:
+            # The other resize methods (data.interpolation), on the "box" crop.
+            sampler.box, size = boxes(height, width)["box"]
+            for method in RESIZE_METHODS:
+                if method != "bilinear":
+                    parser = classification_input.Parser(
+                        output_size=[size, size], num_classes=1000, aug_rand_hflip=False,
+                        tf_resize_method=method)
+                    out[f"tf_vision_method/{name}/{method}"] = parser._parse_train_image(encoded).numpy()
+                if method != "bicubic":
+                    tpu.CROP_PADDING = size / 7
+                    out[f"tf_tpu_method/{name}/{method}"] = tpu.preprocess_for_train(
+                        tf.constant(data), use_bfloat16=False, image_size=size,
+                        resize_method=method).numpy()
         out[f"tf_vision_eval/{name}"] = vision_eval._parse_eval_image(encoded).numpy()
         tpu.CROP_PADDING = EVAL_SIZE / 7
         out[f"tf_tpu_eval/{name}"] = tpu.preprocess_for_eval(
@@ -198,8 +215,13 @@ def parity(tpu_path: str) -> dict[str, np.ndarray]:
             coloured = slim_colour(tf.constant(base), ordering, fast_mode, factors)
             out[f"inception_colour/{ordering}/{'fast' if fast_mode else 'full'}"] = (
                 to_minus_one_one(coloured).numpy())
-    out = {key: (value.astype(np.float16) if value.dtype == np.float32 else value)
-           for key, value in out.items()}
+    # float16 keeps 0.07 grey levels, except where TF-Vision normalised a 0-1 image (nearest
+    # keeps uint8, which normalize_image divides by 255): there float32 is needed.
+    def stored(key, value):
+        zero_to_one = key.startswith("tf_vision_method/") and key.endswith("/nearest")
+        return value.astype(np.float16) if value.dtype == np.float32 and not zero_to_one else value
+
+    out = {key: stored(key, value) for key, value in out.items()}
     out["meta"] = np.frombuffer(json.dumps({
         "cases": index, "colour_factors": COLOUR_FACTORS, "orderings": ORDERINGS,
         "resize_methods": RESIZE_METHODS, "sizes": [TRAIN_SIZE, SMALL_SIZE, EVAL_SIZE],

@@ -144,3 +144,36 @@ def test_inception_colour_ops_match_distort_color(key):
     golden = (GOLDENS[key].astype(np.float64) + 1) * 127.5
     assert _grey_levels(ours, golden) <= TOLERANCE
     assert list(names) == [n for n in META["orderings"][ordering][: len(names)]]
+
+
+# Nearest-neighbour tf.image.resize keeps uint8, and both references then convert the image
+# with `convert_image_dtype` (TF-Vision inside `normalize_image`), which divides integers by 255:
+# with "nearest" they feed the network pixels on a 0-1 scale. We keep 0-255 (a reference defect
+# no recipe relies on) and compare the pixels with that scaling undone.
+_SCALE_UNDONE = {"nearest": 255}
+
+
+def _method_cases(prefix):
+    for key in GOLDENS.files:
+        if key.startswith(prefix):
+            _, photo, method = key.split("/")
+            yield pytest.param(photo, method, id=f"{photo}-{method}")
+
+
+@pytest.mark.parametrize("photo,method", _method_cases("tf_vision_method/"))
+def test_tf_vision_train_with_each_resize_method(monkeypatch, photo, method):
+    # tf.image.resize: half-pixel centres; bicubic is Keys' a = -0.5 kernel.
+    case = next(c for c in CASES if c["photo"] == photo and c["box_name"] == "box")
+    ours = _train(monkeypatch, case, "tf_vision", interpolation=method)
+    golden = GOLDENS[f"tf_vision_method/{photo}/{method}"].astype(np.float64)
+    reference = (golden * STDDEV_RGB + MEAN_RGB) * _SCALE_UNDONE.get(method, 1)
+    assert _grey_levels(ours, reference) <= TOLERANCE
+
+
+@pytest.mark.parametrize("photo,method", _method_cases("tf_tpu_method/"))
+def test_tf_tpu_train_with_each_resize_method(monkeypatch, photo, method):
+    # tf.compat.v1.image.resize: TF1 pixel mapping (no half-pixel offset).
+    case = next(c for c in CASES if c["photo"] == photo and c["box_name"] == "box")
+    ours = _train(monkeypatch, case, "tf_tpu", interpolation=method)
+    golden = GOLDENS[f"tf_tpu_method/{photo}/{method}"].astype(np.float64)
+    assert _grey_levels(ours, golden * _SCALE_UNDONE.get(method, 1)) <= TOLERANCE

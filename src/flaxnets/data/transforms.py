@@ -38,6 +38,9 @@ pixel centres to (x + 0.5) * in / out - 0.5 (OpenCV's convention; bicubic there 
 TF1's `resize_bilinear` / `resize_bicubic` / `resize_nearest_neighbor` with align_corners=False
 map x to x * in / out and clamp at the borders (OpenCV `warpAffine` with a pure scale and
 replicated borders; bicubic a = -0.75). `area` is the box filter in both (OpenCV INTER_AREA).
+One reference behaviour is deliberately not reproduced: with "nearest", `tf.image.resize` keeps
+uint8 and both TF references then convert with `convert_image_dtype`, which divides by 255, so
+their network sees 0-1 pixels; ours stay on the 0-255 scale like every other method.
 
 The sampler reproduces the TensorFlow kernel's integer arithmetic: the aspect ratio (width /
 height) is drawn uniformly (not log-uniformly) from the range, the height uniformly between the
