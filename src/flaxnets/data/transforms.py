@@ -34,7 +34,7 @@ at a reduced DCT scale first (docs/BENCHMARKS.md: its speed-up and pixel differe
 
 Resizing follows each reference's convention (`resize`): TF2 `tf.image.resize` maps output
 pixel centres to (x + 0.5) * in / out - 0.5 (OpenCV's convention; bicubic there is Keys' a =
--0.5 with the weights renormalised at the borders, computed here as two small matrix products);
+-0.5 with the weights renormalised at the borders, computed here as weighted gathers);
 TF1's `resize_bilinear` / `resize_bicubic` / `resize_nearest_neighbor` with align_corners=False
 map x to x * in / out and clamp at the borders (OpenCV `warpAffine` with a pure scale and
 replicated borders; bicubic a = -0.75). `area` is the box filter in both (OpenCV INTER_AREA).
@@ -219,15 +219,27 @@ def _keys_cubic(x: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=512)
-def _keys_weights(in_size: int, out_size: int) -> np.ndarray:
-    """(out, in) weights of TF2 `tf.image.resize(method="bicubic", antialias=False)` along one
-    axis (`ScaleAndTranslate`: half-pixel centres, taps outside the image dropped and the rest
-    renormalised)."""
+def _keys_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights, both (out, 4), of TF2 `tf.image.resize(method="bicubic",
+    antialias=False)` along one axis (`ScaleAndTranslate`: half-pixel centres, the kernel's
+    four taps, taps outside the image dropped and the rest renormalised)."""
     sample = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size)
-    source = np.arange(in_size, dtype=np.float64)
-    weights = _keys_cubic(source[None, :] + 0.5 - sample[:, None])
+    first = np.floor(sample - 0.5).astype(np.int64) - 1
+    taps = first[:, None] + np.arange(4)
+    weights = _keys_cubic(taps + 0.5 - sample[:, None])
+    weights[(taps < 0) | (taps >= in_size)] = 0
     weights /= weights.sum(axis=1, keepdims=True)
-    return weights.astype(np.float32)
+    return np.clip(taps, 0, in_size - 1), weights.astype(np.float32)
+
+
+def _keys_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Separable Keys bicubic as four weighted row gathers, then four column gathers."""
+    rows, row_weights = _keys_taps(image.shape[0], size)
+    cols, col_weights = _keys_taps(image.shape[1], size)
+    image = image.astype(np.float32)
+    out = sum(row_weights[:, k, None, None] * image[rows[:, k]] for k in range(4))
+    out = sum(col_weights[None, :, k, None] * out[:, cols[:, k]] for k in range(4))
+    return out
 
 
 def _nearest_indices(in_size: int, out_size: int, half_pixel_centers: bool) -> np.ndarray:
@@ -252,7 +264,7 @@ def resize(
     if interpolation == "nearest":
         rows = _nearest_indices(height, size, half_pixel_centers)
         cols = _nearest_indices(width, size, half_pixel_centers)
-        return np.ascontiguousarray(image[rows][:, cols])
+        return np.take(np.take(image, rows, axis=0), cols, axis=1)
     if height == size and width == size:
         return np.ascontiguousarray(image)
     if interpolation == "area":
@@ -261,9 +273,7 @@ def resize(
         if interpolation == "bilinear":
             # A crop (row/column slice) is a valid OpenCV ROI: no copy needed.
             return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-        rows, cols = _keys_weights(height, size), _keys_weights(width, size)
-        out = np.einsum("oh,hwc->owc", rows, image.astype(np.float32), optimize=True)
-        out = np.einsum("pw,owc->opc", cols, out, optimize=True)
+        out = _keys_resize(image, size)
         if image.dtype == np.uint8:
             return np.clip(np.rint(out), 0, 255).astype(np.uint8)
         return out
