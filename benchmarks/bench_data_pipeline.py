@@ -195,7 +195,8 @@ def main() -> int:
         return 0
     ceiling = results["raw JPEG decode (simplejpeg)"]
     ours = results["flaxnets train transform"]
-    print(f"one core, {args.images} images of ~500x375 (x{args.scale}) q90 -> {args.size}x{args.size}, median of "
+    print(f"one core, {args.images} images of ~500x375 (x{args.scale}) q90 -> "
+          f"{args.size}x{args.size}, median of "
           f"{args.rounds} round(s); {machine}; {date}; TF {tf_version}; {turbo.describe()}")
     print(f"{'pipeline':50s} {'images/s':>10s} {'vs decode':>10s} {'vs flaxnets':>12s}")
     for name, rate in results.items():

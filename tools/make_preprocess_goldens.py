@@ -13,8 +13,9 @@ photos encoded here as JPEGs (the bytes are stored): chelsea 300x451 4:2:0, coff
 4:4:4, rocket 427x640 progressive, camera 512x512 greyscale, astronaut cut to 512x341 4:2:2.
 Each gets three fixed crop boxes ("box", an upscaled "small" one and "whole", the whole image,
 which triggers the references' centre-crop fallback); two also get the "box" crop resized with
-each non-default method (TF-Vision's `tf_resize_method`, TF-TPU's `resize_method`). The crop sampler is replaced by one
-returning the fixed box and random flips are off; everything else is the reference code:
+each non-default method (TF-Vision's `tf_resize_method`, TF-TPU's `resize_method`). The crop
+sampler is replaced by one returning the fixed box and random flips are off; everything else is
+the reference code:
 
 * TF-Vision: `official.vision.dataloaders.classification_input.Parser._parse_train_image` and
   `_parse_eval_image` (region decode, fallback, bilinear `tf.image.resize`, normalisation with

@@ -145,10 +145,11 @@ def decode_crop(
     """Decode the crop `box` = (y, x, height, width) of an image (full-resolution coordinates).
 
     By default the crop has exactly the pixels of the full-resolution decode (what the
-    references' `decode_and_crop_jpeg` gives). With `dct_scaled`, a JPEG is decoded at the smallest DCT scale at which the crop still has at
-    least `out_size` = (height, width) pixels, and the box is mapped into that scale; the
-    caller resizes the result to `out_size` anyway, so only resampling detail changes (the DCT
-    downscale acts as an anti-alias prefilter and snaps the box to the coarser grid).
+    references' `decode_and_crop_jpeg` gives). With `dct_scaled`, a JPEG is decoded at the
+    smallest DCT scale at which the crop still has at least `out_size` = (height, width)
+    pixels, and the box is mapped into that scale; the caller resizes the result to `out_size`
+    anyway, so only resampling detail changes (the DCT downscale acts as an anti-alias
+    prefilter and snaps the box to the coarser grid).
     `box=None` means the whole image.
 
     Where the TurboJPEG 3 library is available (`flaxnets.data.turbo`), a JPEG crop is decoded
