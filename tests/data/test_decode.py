@@ -42,7 +42,7 @@ def test_undecodable_data_raises_decode_error(data):
         decode_image(data)
 
 
-def test_fast_crop_decode_matches_full_decode():
+def test_dct_scaled_crop_decode_is_close_to_the_full_decode():
     big = smooth_image(256, 320, seed=5)
     data = encode(big, "JPEG")
     box = (16, 40, 200, 240)
