@@ -4,9 +4,9 @@ Both sides decode the same ~500x375 q90 JPEGs (made from scikit-image's sample p
 Inception-style random crop (area 0.08-1, aspect 3/4-4/3), resize it bilinearly to 224x224, flip
 at random and apply RandAugment(num_layers=2, magnitude=15):
 
-* flaxnets: the library's `flaxnets.data.transforms.train_transform` (what training runs:
-  region decode of the crop through TurboJPEG 3, DCT-scaled when the crop allows, OpenCV
-  resize, `cv2.flip`) with `flaxnets.data.augment.RandAugment`, one thread; and, on its own
+* flaxnets: the library's `flaxnets.data.transforms.train_transform` (what training runs by
+  default: full-resolution region decode of the crop through TurboJPEG 3, OpenCV resize,
+  `cv2.flip`) with `flaxnets.data.augment.RandAugment`, one thread; and, on its own
   line, the same augmentation after a whole-image OpenCV decode + crop + resize;
 * TF-Vision: `tf.image.sample_distorted_bounding_box` + `decode_and_crop_jpeg` + resize + flip +
   `official.vision.ops.augment.RandAugment` in a tf.data map, one thread (inter/intra-op and
@@ -134,8 +134,8 @@ def opencv_transform(files: list[str]):
 
 
 def library_transform(files: list[str]):
-    """The same work through the library's own `train_transform` (what training runs):
-    region decode of the crop (DCT-scaled where possible), OpenCV resize, `cv2.flip`,
+    """The same work through the library's own `train_transform` (what training runs by
+    default): full-resolution region decode of the crop, OpenCV resize, `cv2.flip`,
     RandAugment."""
     import cv2
     import numpy as np

@@ -1,10 +1,12 @@
 """Input-pipeline throughput on one core, side by side in one run:
 
   1. raw JPEG decode with simplejpeg (the ceiling for any decode-based pipeline),
-  2. flaxnets' plain train transform: header read, TF-style random crop, region decode of the
-     crop (TurboJPEG 3, `flaxnets.data.turbo`; DCT-scaled where the crop allows), OpenCV
-     bilinear resize to 224, flip (`flaxnets.data.transforms.train_transform`), and the same
-     transform with region decoding switched off (whole-image decode, then slice),
+  2. flaxnets' plain train transform (`flaxnets.data.transforms.train_transform`, the tf_vision
+     flavour, the default): header read, TF-style random crop, full-resolution region decode of
+     the crop with the references' fast integer IDCT (TurboJPEG 3, `flaxnets.data.turbo`), OpenCV
+     bilinear resize to 224, flip; the same with the opt-in `dct_scaled_decode=True` (decode at a
+     reduced DCT scale where the crop allows); and the default with region decoding switched off
+     (whole-image decode, then slice),
   3. optionally tf.data: extract_jpeg_shape + sample_distorted_bounding_box +
      decode_and_crop_jpeg + bilinear resize + flip, on the same files, one thread.
 
@@ -17,6 +19,9 @@ python with --tf-python:
     python benchmarks/bench_data_pipeline.py --tf-python /tmp/tfvenv/bin/python
 
 Run: PYTHONPATH=src python benchmarks/bench_data_pipeline.py [--images 2000] [--rounds 3] [--tf-python PY]
+
+It also reports how far the opt-in DCT-scaled decode moves the pixels: the mean absolute
+difference (grey levels) between its output and the default's for the same crops, over the files.
 
 With --rounds N the pipelines are timed N times in turn (decode, ours, ours without region
 decode, tf.data, decode, ...) and the median rate of each is reported, so that a change of
@@ -72,8 +77,9 @@ print(json.dumps({"images_per_second": total / seconds, "tensorflow": tf.__versi
 """
 
 
-def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
-    """`count` ~500x375 (or 375x500) quality-90 JPEGs from scikit-image's sample photos."""
+def make_images(folder: Path, count: int, seed: int = 0, scale: float = 1.0) -> list[Path]:
+    """`count` ~500x375 (or 375x500) quality-90 JPEGs from scikit-image's sample photos, both
+    sides times `scale`."""
     import cv2
     import simplejpeg
     import skimage.data
@@ -88,7 +94,9 @@ def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
         crop_h, crop_w = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         y, x = rng.integers(0, h - crop_h + 1), rng.integers(0, w - crop_w + 1)
         out = (500, 375) if rng.random() < 0.7 else (375, 500)  # (width, height)
-        image = cv2.resize(photo[y:y + crop_h, x:x + crop_w], out, interpolation=cv2.INTER_AREA)
+        out = (round(out[0] * scale), round(out[1] * scale))
+        image = cv2.resize(photo[y:y + crop_h, x:x + crop_w], out,
+                           interpolation=cv2.INTER_AREA if scale <= 1 else cv2.INTER_CUBIC)
         path = folder / f"img{i:03d}.jpg"
         path.write_bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=90))
         paths.append(path)
@@ -109,6 +117,8 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=2000, help="images timed per pipeline")
     parser.add_argument("--files", type=int, default=64, help="distinct JPEG files generated")
     parser.add_argument("--size", type=int, default=224, help="output resolution")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply the ~500x375 image sides by this (larger photos)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="time every pipeline this many times in turn; report medians")
     parser.add_argument("--tf-python", help="python of a scratch venv with tensorflow-cpu")
@@ -123,7 +133,7 @@ def main() -> int:
     cv2.setNumThreads(1)  # one core for every pipeline
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_images(Path(tmp), args.files)
+        paths = make_images(Path(tmp), args.files, scale=args.scale)
         data = [p.read_bytes() for p in paths]
         rng = np.random.default_rng(0)
         listing = Path(tmp) / "files.txt"
@@ -132,6 +142,10 @@ def main() -> int:
 
         def ours(d):
             return train_transform(d, rng, image_size_px=args.size, crop="tf_vision")
+
+        def ours_dct_scaled(d):
+            return train_transform(d, rng, image_size_px=args.size, crop="tf_vision",
+                                   dct_scaled_decode=True)
 
         def ours_whole_image(d):
             real, turbo._handle = turbo._handle, lambda: None
@@ -147,6 +161,8 @@ def main() -> int:
                 lambda d: simplejpeg.decode_jpeg(d, colorspace="RGB"), data, args.images))
             rounds.setdefault("flaxnets train transform", []).append(
                 _rate(ours, data, args.images))
+            rounds.setdefault("flaxnets, DCT-scaled decode (opt-in)", []).append(
+                _rate(ours_dct_scaled, data, args.images))
             rounds.setdefault("flaxnets, whole-image decode", []).append(
                 _rate(ours_whole_image, data, args.images))
             if args.tf_python:
@@ -162,21 +178,31 @@ def main() -> int:
                 rounds.setdefault("tf.data decode_and_crop_jpeg", []).append(
                     tf_result["images_per_second"])
         results = {name: float(np.median(rates)) for name, rates in rounds.items()}
+        pixel_difference = float(np.mean([
+            np.abs(train_transform(d, np.random.default_rng(i), image_size_px=args.size).astype(int)
+                   - train_transform(d, np.random.default_rng(i), image_size_px=args.size,
+                                     dct_scaled_decode=True)).mean()
+            for i, d in enumerate(data)]))
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
     date = time.strftime("%Y-%m-%d")
     if args.json:
         print(json.dumps({"images_per_second": results, "rounds": rounds, "machine": machine,
                           "date": date, "images": args.images, "size": args.size,
-                          "tensorflow": tf_version, "region_decode": turbo.describe()}))
+                          "scale": args.scale,
+                          "tensorflow": tf_version, "region_decode": turbo.describe(),
+                          "dct_scaled_mean_abs_difference": pixel_difference}))
         return 0
     ceiling = results["raw JPEG decode (simplejpeg)"]
     ours = results["flaxnets train transform"]
-    print(f"one core, {args.images} images of ~500x375 q90 -> {args.size}x{args.size}, median of "
+    print(f"one core, {args.images} images of ~500x375 (x{args.scale}) q90 -> "
+          f"{args.size}x{args.size}, median of "
           f"{args.rounds} round(s); {machine}; {date}; TF {tf_version}; {turbo.describe()}")
     print(f"{'pipeline':50s} {'images/s':>10s} {'vs decode':>10s} {'vs flaxnets':>12s}")
     for name, rate in results.items():
         print(f"{name:50s} {rate:10.0f} {rate / ceiling:10.2f} {rate / ours:12.2f}")
+    print(f"DCT-scaled decode vs default, same crops: mean absolute difference "
+          f"{pixel_difference:.2f} grey levels")
     return 0
 
 

@@ -90,18 +90,30 @@ class DataConfig:
     eval_source: Optional[str] = None
     #: Training and evaluation resolution (None: the model's default).
     image_size: Optional[int] = None
-    #: Training crop: Inception-style random resized crop in the TF-Vision or TF-TPU flavour.
+    #: Reference input pipeline (train crop, resize convention, eval centre crop): "tf_vision"
+    #: (TF Model Garden classification_input), "tf_tpu" (TF-TPU EfficientNet preprocessing.py) or
+    #: "inception" (TF-slim inception_preprocessing, with its colour distortion).
     crop: Literal["tf_vision", "tf_tpu", "inception"] = "tf_vision"
-    #: Random-resized-crop area, as fractions of the image (min,max).
-    crop_area_range: tuple[float, float] = (0.08, 1.0)
-    #: Random-resized-crop aspect ratio range (min,max).
-    crop_aspect_range: tuple[float, float] = (0.75, 4.0 / 3.0)
+    #: Random-resized-crop area, as fractions of the image (min,max) (None: the crop flavour's:
+    #: 0.08,1 for tf_vision and tf_tpu, 0.05,1 for inception).
+    crop_area_range: Optional[tuple[float, float]] = None
+    #: Random-resized-crop aspect ratio range (min,max) (None: the crop flavour's: 0.75,1.333 or
+    #: 0.75,1.33 for inception).
+    crop_aspect_range: Optional[tuple[float, float]] = None
     #: Random horizontal flip in training.
     flip: bool = True
     #: Evaluation centre-crop fraction (None: the model's default, e.g. 224/256 or size/(size+32)).
     eval_crop_fraction: Optional[float] = None
-    #: Resize interpolation of the train and eval crops (None: the model's default).
+    #: Resize interpolation (None: in training the crop flavour's reference method, bilinear for
+    #: tf_vision, bicubic for tf_tpu, TF-slim's choice for inception; in evaluation the model's).
     interpolation: Optional[Literal["bilinear", "bicubic", "area", "nearest"]] = None
+    #: inception crop: TF-slim's fast_mode (its default): bilinear resize, brightness and
+    #: saturation only; false draws one of 4 resize methods and 4 colour orderings with hue and
+    #: contrast.
+    inception_fast_mode: bool = True
+    #: Decode training JPEGs at a reduced DCT scale (k/8) where the crop stays at least the output
+    #: size: faster, but not the references' pixels (docs/BENCHMARKS.md has both figures).
+    dct_scaled_decode: bool = False
     #: Per-channel mean on the 0-255 scale (None: the model's default).
     mean: Optional[tuple[float, float, float]] = None
     #: Per-channel standard deviation on the 0-255 scale (None: the model's default).
@@ -449,6 +461,12 @@ class Config:
             raise UsageError(f"ema.decay={self.ema.decay}: expected a value in (0, 1) or none")
         if self.data.num_train_examples is not None and self.data.num_train_examples <= 0:
             raise UsageError(f"data.num_train_examples={self.data.num_train_examples}: expected a positive integer or none")
+        area = self.data.crop_area_range
+        if area is not None and not 0.0 < area[0] <= area[1] <= 1.0:
+            raise UsageError(f"data.crop_area_range={area[0]},{area[1]}: expected 0 < min <= max <= 1")
+        aspect = self.data.crop_aspect_range
+        if aspect is not None and not 0.0 < aspect[0] <= aspect[1]:
+            raise UsageError(f"data.crop_aspect_range={aspect[0]},{aspect[1]}: expected 0 < min <= max")
         return self
 
 

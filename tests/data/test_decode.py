@@ -42,12 +42,12 @@ def test_undecodable_data_raises_decode_error(data):
         decode_image(data)
 
 
-def test_fast_crop_decode_matches_full_decode():
+def test_dct_scaled_crop_decode_is_close_to_the_full_decode():
     big = smooth_image(256, 320, seed=5)
     data = encode(big, "JPEG")
     box = (16, 40, 200, 240)
-    fast = decode_crop(data, box, (64, 64), fast=True)
-    full = decode_crop(data, box, (64, 64), fast=False)
+    fast = decode_crop(data, box, (64, 64), dct_scaled=True)
+    full = decode_crop(data, box, (64, 64), dct_scaled=False)
     assert full.shape == (200, 240, 3)
     assert fast.shape[0] >= 64 and fast.shape[1] >= 64 and fast.shape[0] < 200
     import cv2

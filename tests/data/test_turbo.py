@@ -64,13 +64,14 @@ def test_library_loads_on_the_tested_platform():
     assert "libturbojpeg" in turbo.library_path()
 
 
+@pytest.mark.parametrize("fast_dct", [True, False])
 @pytest.mark.parametrize("kind", sorted(FILES))
-def test_region_equals_full_decode_sliced(kind):
+def test_region_equals_full_decode_sliced(kind, fast_dct):
     data = FILES[kind]
-    full = simplejpeg.decode_jpeg(data, colorspace="RGB")
+    full = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast_dct)
     for box in _boxes(*full.shape[:2], count=60, seed=len(kind)):
         y, x, h, w = box
-        region = turbo.decode_region(data, box)
+        region = turbo.decode_region(data, box, fast_dct=fast_dct)
         assert region is not None, (kind, box)
         np.testing.assert_array_equal(region, full[y : y + h, x : x + w], err_msg=f"{kind} {box}")
 
@@ -92,7 +93,7 @@ def test_dct_scaled_region_equals_the_fallback_path(kind, monkeypatch):
         assert region is not None
         with monkeypatch.context() as m:
             m.setattr(turbo, "_handle", lambda: None)
-            fallback = decode_crop(data, box, out_size, fast=True)
+            fallback = decode_crop(data, box, out_size, dct_scaled=True)
         np.testing.assert_array_equal(region, fallback, err_msg=f"{box} {out_size}")
         assert region.shape[0] >= min(out_size[0], 1) and region.shape[1] >= 1
         scaled_cases += region.shape[0] < box[2]
@@ -117,7 +118,7 @@ def test_transforms_are_identical_with_and_without_region_decoding(monkeypatch):
 def test_unsupported_or_damaged_files_fall_back_to_the_full_decode():
     cmyk = _jpeg(_IMAGE, mode="CMYK")
     assert turbo.decode_region(cmyk, (0, 0, 10, 10)) is None
-    decoded = decode_crop(cmyk, (0, 0, 10, 10), (10, 10), fast=False)
+    decoded = decode_crop(cmyk, (0, 0, 10, 10), (10, 10), dct_scaled=False)
     assert decoded.shape == (10, 10, 3)
 
     good = FILES["420"]
@@ -125,7 +126,7 @@ def test_unsupported_or_damaged_files_fall_back_to_the_full_decode():
     # The crop lies in the intact top of the file, yet the file is rejected as a whole.
     assert turbo.decode_region(truncated, (0, 0, 8, 8)) is None
     with pytest.raises(DecodeError):
-        decode_crop(truncated, (0, 0, 8, 8), (8, 8), fast=False)
+        decode_crop(truncated, (0, 0, 8, 8), (8, 8), dct_scaled=False)
 
     corrupt = good[:400] + bytes(range(256)) * 4 + good[-2:]
     assert turbo.decode_region(corrupt, (0, 0, 203, 317)) is None
@@ -144,7 +145,7 @@ def test_region_decoding_in_threads_matches():
     from concurrent.futures import ThreadPoolExecutor
 
     data = FILES["422"]
-    full = simplejpeg.decode_jpeg(data, colorspace="RGB")
+    full = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True)
     boxes = _boxes(*full.shape[:2], count=64, seed=9)
     with ThreadPoolExecutor(4) as pool:
         regions = list(pool.map(lambda box: turbo.decode_region(data, box), boxes))
@@ -155,6 +156,6 @@ def test_region_decoding_in_threads_matches():
 def test_decode_module_uses_the_region_path(monkeypatch):
     calls = []
     real = turbo.decode_region
-    monkeypatch.setattr(turbo, "decode_region", lambda *a: calls.append(a) or real(*a))
-    decode.decode_crop(FILES["420"], (5, 7, 50, 60), (32, 32), fast=False)
+    monkeypatch.setattr(turbo, "decode_region", lambda *a, **k: calls.append(a) or real(*a, **k))
+    decode.decode_crop(FILES["420"], (5, 7, 50, 60), (32, 32), dct_scaled=False)
     assert len(calls) == 1

@@ -14,7 +14,8 @@ def add_arguments(parser):
     data.add_argument("--batches", type=int, default=20, help="batches to time (default 20)")
     data.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     data.add_argument("--image-size", type=int, default=224, help="output resolution (default 224)")
-    data.add_argument("--crop", choices=["tf_vision", "tf_tpu"], default="tf_vision", help="crop flavour")
+    data.add_argument("--crop", choices=["tf_vision", "tf_tpu", "inception"], default="tf_vision",
+                      help="crop flavour (data.crop)")
     data.add_argument("--json", action="store_true", help="print one JSON object")
     model = sub.add_parser("model", help="images/s of a model's train or inference step")
     model.add_argument("name", metavar="NAME", help="model name (see `flaxnets models`)")

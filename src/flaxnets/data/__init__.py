@@ -5,12 +5,14 @@ Public API (names are loaded lazily, so `import flaxnets.data` imports neither G
 * `open_source(path, split)` -> random-access source: `len`, `[i]` -> (encoded bytes, label),
   `num_classes`, `class_names` (`flaxnets.data.sources`).
 * `train_loader(path, *, image_size, global_batch_size, seed, process_index=0,
-  process_count=1, crop="tf_vision" | "tf_tpu", augment=None, workers=0, start_epoch=0)` ->
-  iterator of {"image": uint8 [L, H, W, 3], "label": int32 [L]} with `steps_per_epoch`,
-  `get_state()`, `set_state()` (`flaxnets.data.loader`).
+  process_count=1, crop="tf_vision" | "tf_tpu" | "inception", interpolation=None, augment=None,
+  workers=0, start_epoch=0, ...)` -> iterator of {"image": uint8 [L, H, W, 3], "label": int32
+  [L]} with `steps_per_epoch`, `get_state()`, `set_state()` (`flaxnets.data.loader`).
 * `eval_loader(path, *, image_size, crop_fraction, interpolation, global_batch_size,
-  process_index=0, process_count=1, workers=0)` -> iterable of batches with a "mask", and
-  `num_examples`, `num_batches`, `coverage()`.
+  process_index=0, process_count=1, workers=0, crop="tf_vision")` -> iterable of batches with a
+  "mask", and `num_examples`, `num_batches`, `coverage()`.
+* `train_transform` / `eval_transform` (`flaxnets.data.transforms`): one image as the `crop`
+  flavour's reference pipeline makes it.
 * `normalize(images, mean, std)` -> float32 (jnp, on the device; mean/std on the 0-255 scale).
 * `prepare_split` / `RecordSource` (`flaxnets.data.records`), `export_digits`
   (`flaxnets.data.digits`).

@@ -81,22 +81,22 @@ def _pipeline(dataset, workers: int):
 
 
 class _TrainExample:
-    """Element k of the process's infinite stream -> one transformed example (picklable)."""
+    """Element k of the process's infinite stream -> one transformed example (picklable).
 
-    def __init__(self, source, *, seed, image_size, crop, augment, global_batch_size,
-                 local_batch_size, process_index, steps_per_epoch, fast_decode, crop_options):
-        self.crop_options = crop_options
+    `options`: keyword arguments of `train_transform` (crop flavour, interpolation, ...)."""
+
+    def __init__(self, source, *, seed, image_size, augment, global_batch_size, local_batch_size,
+                 process_index, steps_per_epoch, options):
         self.source = source
         self.num_examples = len(source)
         self.seed = seed
         self.image_size = image_size
-        self.crop = crop
         self.augment = augment
         self.global_batch_size = global_batch_size
         self.local_batch_size = local_batch_size
         self.process_index = process_index
         self.steps_per_epoch = steps_per_epoch
-        self.fast_decode = fast_decode
+        self.options = options
         self._order = (None, None)
 
     def __getstate__(self):
@@ -125,9 +125,8 @@ class _TrainExample:
             data, label = self.source[index]
             rng = np.random.default_rng([self.seed, epoch, index])
             try:
-                image = train_transform(data, rng, image_size_px=self.image_size, crop=self.crop,
-                                        augment=self.augment, fast_decode=self.fast_decode,
-                                        **self.crop_options)
+                image = train_transform(data, rng, image_size_px=self.image_size,
+                                        augment=self.augment, **self.options)
             except DecodeError as e:
                 report_bad_file(self.source.name(index), str(e))
                 continue
@@ -143,8 +142,7 @@ class TrainIterator:
     """
 
     def __init__(self, source, *, image_size, global_batch_size, seed, process_index,
-                 process_count, crop, augment, workers, start_epoch, device_count, fast_decode,
-                 crop_options=None):
+                 process_count, augment, workers, start_epoch, device_count, transform_options):
         self.local_batch_size = _check_batch(global_batch_size, process_count, device_count)
         if not 0 <= process_index < process_count:
             raise FlaxnetsError(f"process index {process_index}: expected 0..{process_count - 1}")
@@ -162,10 +160,10 @@ class TrainIterator:
         self.process_index = process_index
         self.process_count = process_count
         self._example = _TrainExample(
-            source, seed=self.seed, image_size=image_size, crop=crop, augment=augment,
+            source, seed=self.seed, image_size=image_size, augment=augment,
             global_batch_size=global_batch_size, local_batch_size=self.local_batch_size,
             process_index=process_index, steps_per_epoch=self.steps_per_epoch,
-            fast_decode=fast_decode, crop_options=dict(crop_options or {}))
+            options=dict(transform_options))
         self.step = start_epoch * self.steps_per_epoch
         self._iterator = None
 
@@ -222,41 +220,52 @@ def train_loader(
     process_index: int = 0,
     process_count: int = 1,
     crop: str = "tf_vision",
+    interpolation: str | None = None,
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     workers: int = 0,
     start_epoch: int = 0,
     device_count: int = 1,
-    fast_decode: bool = True,
+    dct_scaled_decode: bool = False,
     split: str = "train",
-    area_range: tuple[float, float] = (0.08, 1.0),
-    aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
+    area_range: tuple[float, float] | None = None,
+    aspect_ratio_range: tuple[float, float] | None = None,
     flip: bool = True,
+    fallback_crop_fraction: float | None = None,
+    inception_fast_mode: bool = True,
 ) -> TrainIterator:
     """Training batches for this process (see the module docstring for order and sharding).
 
-    `path`: a data set folder (or an already opened source); `crop`: "tf_vision" or "tf_tpu"
-    (see `flaxnets.data.transforms`); `augment`: a callable (uint8 HWC image, numpy Generator)
-    -> uint8 HWC applied after crop and flip, e.g. from `flaxnets.data.augment`; `workers`:
-    Grain decoding processes (0: threads in this process); `device_count`: local devices the
-    local batch must divide over; `fast_decode`: allow DCT-scaled JPEG decoding;
-    `area_range`, `aspect_ratio_range`, `flip`: the random crop's ranges and the random flip.
+    `path`: a data set folder (or an already opened source); `crop`: the reference flavour,
+    "tf_vision", "tf_tpu" or "inception", and `interpolation` its resize method (None: the
+    flavour's), `area_range`, `aspect_ratio_range` (None: the flavour's), `flip`,
+    `fallback_crop_fraction`, `inception_fast_mode`, `dct_scaled_decode` (opt-in reduced-scale
+    JPEG decode): see `flaxnets.data.transforms.train_transform`; `augment`: a callable (uint8
+    HWC image, numpy Generator) -> uint8 HWC applied after crop and flip, e.g. from
+    `flaxnets.data.augment`; `workers`: Grain decoding processes (0: threads in this process);
+    `device_count`: local devices the local batch must divide over.
     Returns a `TrainIterator` with `steps_per_epoch`, `get_state()` and `set_state()`.
     """
     source = open_source(path, split) if isinstance(path, (str, os.PathLike)) else path
+    options = {
+        "crop": crop, "interpolation": interpolation, "dct_scaled_decode": bool(dct_scaled_decode),
+        "area_range": None if area_range is None else tuple(area_range),
+        "aspect_ratio_range": None if aspect_ratio_range is None else tuple(aspect_ratio_range),
+        "flip": bool(flip), "fallback_crop_fraction": fallback_crop_fraction,
+        "inception_fast_mode": bool(inception_fast_mode),
+    }
     return TrainIterator(
         source, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
-        process_index=process_index, process_count=process_count, crop=crop, augment=augment,
+        process_index=process_index, process_count=process_count, augment=augment,
         workers=workers, start_epoch=start_epoch, device_count=device_count,
-        fast_decode=fast_decode,
-        crop_options={"area_range": tuple(area_range), "aspect_ratio_range": tuple(aspect_ratio_range),
-                      "flip": bool(flip)})
+        transform_options=options)
 
 
 class _EvalBatch:
     """Batch index -> this process's padded evaluation batch (picklable)."""
 
-    def __init__(self, source, *, image_size, crop_fraction, interpolation, global_batch_size,
+    def __init__(self, source, *, image_size, crop_fraction, interpolation, crop, global_batch_size,
                  local_batch_size, process_index):
+        self.crop = crop
         self.source = source
         self.num_examples = len(source)
         self.image_size = image_size
@@ -280,7 +289,7 @@ class _EvalBatch:
             data, label = self.source[position]
             try:
                 images[i] = eval_transform(data, image_size_px=size, crop_fraction=self.crop_fraction,
-                                           interpolation=self.interpolation)
+                                           interpolation=self.interpolation, crop=self.crop)
             except DecodeError as e:
                 report_bad_file(self.source.name(position), str(e))
                 skipped[i] = position
@@ -298,7 +307,7 @@ class EvalLoader:
     """
 
     def __init__(self, source, *, image_size, crop_fraction, interpolation, global_batch_size,
-                 process_index, process_count, workers, device_count):
+                 process_index, process_count, workers, device_count, crop="tf_vision"):
         self.local_batch_size = _check_batch(global_batch_size, process_count, device_count)
         if not 0 <= process_index < process_count:
             raise FlaxnetsError(f"process index {process_index}: expected 0..{process_count - 1}")
@@ -309,7 +318,7 @@ class EvalLoader:
         self.workers = workers
         self._batch = _EvalBatch(
             source, image_size=image_size, crop_fraction=crop_fraction,
-            interpolation=interpolation, global_batch_size=global_batch_size,
+            interpolation=interpolation, crop=crop, global_batch_size=global_batch_size,
             local_batch_size=self.local_batch_size, process_index=process_index)
         self._evaluated = 0
         self._skipped: list[int] = []
@@ -355,17 +364,19 @@ def eval_loader(
     workers: int = 0,
     device_count: int = 1,
     split: str = "val",
+    crop: str = "tf_vision",
 ) -> EvalLoader:
     """Evaluation batches for this process: every example exactly once across processes, the
     last batches padded with `mask` False, `num_batches` equal on every process.
 
-    Images are centre-cropped to `crop_fraction` of the shorter side (TF-TPU's formula; use
-    image_size / (image_size + 32) for EfficientNet, 0.875 for 224/256) and resized with
-    `interpolation` ("bilinear", "bicubic", "area"). `device_count`: local devices the local
-    batch must divide over.
+    Images are centre-cropped to `crop_fraction` of the shorter side (image_size /
+    (image_size + 32) for TF-TPU EfficientNet, 0.875 for 224/256) with the arithmetic of the
+    `crop` flavour's reference and resized with `interpolation` ("bilinear", "bicubic", "area",
+    "nearest") in that reference's convention (`flaxnets.data.transforms.eval_transform`).
+    `device_count`: local devices the local batch must divide over.
     """
     source = open_source(path, split) if isinstance(path, (str, os.PathLike)) else path
     return EvalLoader(
         source, image_size=image_size, crop_fraction=crop_fraction, interpolation=interpolation,
         global_batch_size=global_batch_size, process_index=process_index,
-        process_count=process_count, workers=workers, device_count=device_count)
+        process_count=process_count, workers=workers, device_count=device_count, crop=crop)

@@ -44,6 +44,7 @@ _TJPARAM_JPEGWIDTH = 5
 _TJPARAM_JPEGHEIGHT = 6
 _TJPARAM_PRECISION = 7
 _TJPARAM_COLORSPACE = 8
+_TJPARAM_FASTDCT = 10
 _TJPF_RGB = 0
 _TJCS_RGB, _TJCS_YCBCR, _TJCS_GRAY = 0, 1, 2
 # iMCU width in pixels per subsampling (TJSAMP_444, 422, 420, GRAY, 440, 411, 441).
@@ -92,6 +93,7 @@ def _load():
         lib.tj3Destroy.argtypes = [ctypes.c_void_p]
         lib.tj3DecompressHeader.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         lib.tj3Get.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.tj3Set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         lib.tj3SetCroppingRegion.argtypes = [ctypes.c_void_p, _Region]
         lib.tj3SetScalingFactor.argtypes = [ctypes.c_void_p, _Scale]
         lib.tj3Decompress8.argtypes = [
@@ -194,9 +196,13 @@ def map_box(
 
 
 def decode_region(
-    data: bytes, box: tuple[int, int, int, int], min_size: tuple[int, int] | None = None
+    data: bytes, box: tuple[int, int, int, int], min_size: tuple[int, int] | None = None,
+    *, fast_dct: bool = True,
 ) -> np.ndarray | None:
     """RGB uint8 pixels of `box` = (y, x, height, width) (full-resolution coordinates).
+
+    `fast_dct`: libjpeg's fast integer inverse DCT (JDCT_IFAST), which TensorFlow's JPEG ops
+    use by default (`dct_method=""`), so the pixels are tf.data's; False: the accurate one.
 
     Without `min_size`: identical to decoding the whole image and slicing the box. With
     `min_size` = (height, width): the image is decoded at the smallest DCT scale k/8 at which
@@ -236,6 +242,8 @@ def decode_region(
     y0 = max(0, y - MARGIN)
     x1 = min(width, x + crop_w + MARGIN)
     y1 = min(height, y + crop_h + MARGIN)
+    if lib.tj3Set(ptr, _TJPARAM_FASTDCT, int(fast_dct)) != 0:
+        return None
     if lib.tj3SetScalingFactor(ptr, _Scale(*scale)) != 0:
         return None
     if lib.tj3SetCroppingRegion(ptr, _Region(x0, y0, x1 - x0, y1 - y0)) != 0:

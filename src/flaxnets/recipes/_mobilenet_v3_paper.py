@@ -43,6 +43,8 @@ def paper_sources(model: str) -> dict[str, str]:
         "data.mean": f"{SLIM_INCEPTION} preprocess_for_train / _for_eval ((x - 0.5) * 2: [-1, 1])",
         "data.std": f"{SLIM_INCEPTION} preprocess_for_train / _for_eval ((x - 0.5) * 2: [-1, 1])",
         "data.augment": f"{SLIM_INCEPTION} (colour distortion is part of the inception crop flavour; no policy)",
+        "data.inception_fast_mode": (f"{SLIM_INCEPTION} preprocess_image (fast_mode=True by default: bilinear "
+                                     "resize only, one colour ordering)"),
         "data.num_train_examples": f"{TFV_FACTORY}:146 (ImageNet-2012 train: 1,281,167)",
         "optimizer.name": f"{PAPER} (TensorFlow RMSPropOptimizer: TF1 semantics)",
         "optimizer.decay": f"unstated in the paper; {Y}:46 (rho 0.9, also TF1's default)",

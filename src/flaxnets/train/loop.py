@@ -203,16 +203,18 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     train_iter = data_lib.train_loader(
         train_path, image_size=prep["image_size"], global_batch_size=global_batch, seed=config.seed,
         process_index=jax.process_index(), process_count=jax.process_count(), crop=config.data.crop,
+        interpolation=config.data.interpolation,  # None: the crop flavour's, not the model's
         augment=_augment_fn(config, prep["mean"], prep["std"]), workers=config.data.workers, device_count=local_devices,
         area_range=config.data.crop_area_range, aspect_ratio_range=config.data.crop_aspect_range,
-        flip=config.data.flip)
+        flip=config.data.flip, inception_fast_mode=config.data.inception_fast_mode,
+        dct_scaled_decode=config.data.dct_scaled_decode)
     # Padding is masked out, so the eval batch may round up to a multiple of the device count.
     eval_batch = -(-config.eval.batch_size // mesh.devices.size) * mesh.devices.size
     eval_iter = data_lib.eval_loader(
         eval_path, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
         interpolation=prep["interpolation"], global_batch_size=eval_batch,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        workers=config.data.workers, device_count=local_devices)
+        workers=config.data.workers, device_count=local_devices, crop=config.data.crop)
     num_train = config.data.num_train_examples or train_iter.num_examples
     steps_per_epoch = config_steps_per_epoch(config, num_train)
     num_steps = total_steps(config, num_train)
