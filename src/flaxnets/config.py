@@ -52,8 +52,13 @@ class ModelConfig:
     bn_epsilon: Optional[float] = None
     #: Dropout before the classifier.
     dropout_rate: Optional[float] = None
-    #: Drop-path probability of the last block; block b of n uses rate * b / n.
+    #: Drop-path probability of the last block; how it grows over the blocks is
+    #: `stochastic_depth_rule`.
     stochastic_depth_rate: Optional[float] = None
+    #: How stochastic depth grows: "blocks" (block b of n: rate * b / n, TF-TPU/Keras),
+    #: "tf_vision_specs" (TF-Vision MobileNet: spec i of n, stem and head included:
+    #: rate * (i + 1) / n, attention blocks rate), "flat" (rate everywhere); None: the model's.
+    stochastic_depth_rule: Optional[Literal["blocks", "tf_vision_specs", "flat"]] = None
     #: Replace every table activation ("relu", "relu6", "hard_swish", "swish"); None: the table's.
     activation: Optional[str] = None
     #: Kernel initialiser scheme: TF-TPU EfficientNet, TF-Vision MobileNet or Flax's default.
