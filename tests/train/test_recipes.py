@@ -178,3 +178,24 @@ def test_mobilenet_v4_recipe_trains_a_few_steps_on_the_digits(name, digits, tmp_
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in lines if "train_loss" in r]
     assert 2 <= len(losses) <= 3 and all(np.isfinite(losses))
+
+
+@pytest.mark.parametrize("variant", ["conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large"])
+def test_mobilenet_v4_recipe_builds_its_model_and_optimizer(variant):
+    """The recipe's model (abstractly) with its overrides, and its optimizer over that model's
+    parameter kinds (layer scale included for the hybrids)."""
+    from flax import nnx
+
+    from flaxnets import models
+
+    config = load_recipe(f"mobilenet_v4_{variant}_tfvision")
+    model = nnx.eval_shape(lambda: models.create_model(
+        config.model.name, num_classes=config.model.num_classes, **config.model.overrides()))
+    kinds = models.param_kinds(model)
+    assert ("layer_scale" in kinds.values()) == variant.startswith("hybrid")
+    rates = [c.drop_path_rate for c in model.block_configs]
+    assert max(rates) <= config.model.stochastic_depth_rate + 1e-12
+    tx = build_optimizer(config, kinds, 1_281_167)
+    params = nnx.state(model, nnx.Param)
+    state = jax.eval_shape(tx.init, params)
+    assert jax.tree.leaves(state)
