@@ -5,7 +5,9 @@ official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_co
 ("Top-1 Acc: 82.92% @ 500 epoches", its first line). Every value and where it comes
 from: `SOURCES` (TF-Vision defaults the yaml leaves unset: see
 `flaxnets.recipes._mobilenet_v4_tfvision`). TF-Vision trains 1001 classes (a background class);
-this recipe 1000.
+this recipe 1000. With soft_labels the yaml's loss takes no label smoothing; Mixup/CutMix
+smooths every batch's labels by 0.1 (mixed or not, official/vision/ops/augment.py
+`MixupAndCutmix.distort`), which our loss's label smoothing equals (smoothing is linear).
 
 Command:
     flaxnets train --recipe mobilenet_v4_conv_large_tfvision --data /data/imagenet --workdir runs/mobilenet_v4_conv_large_tfvision
@@ -28,7 +30,7 @@ SOURCES = {
     "model.bn_momentum": "official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_conv_large_tpu.yaml:17",
     "model.dropout_rate": "official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_conv_large_tpu.yaml:18",
     "optimizer.l2": "official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_conv_large_tpu.yaml:20",
-    "loss.label_smoothing": "official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_conv_large_tpu.yaml:23",
+    "loss.label_smoothing": "official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_conv_large_tpu.yaml:37",
     "train.global_batch_size": "official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_conv_large_tpu.yaml:27",
     "schedule.reference_batch": "official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_conv_large_tpu.yaml:27",
     "data.cutout_const": "official/vision/configs/experiments/image_classification/imagenet_mobilenetv4_conv_large_tpu.yaml:31",
