@@ -14,7 +14,8 @@ from flaxnets.export.onnx import export_onnx  # noqa: E402
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name, overrides",
-    [("mobilenet_v3_small", {"padding": "symmetric"}), ("efficientnet_lite0", {"padding": "same"})],
+    [("mobilenet_v3_small", {"padding": "symmetric"}), ("efficientnet_lite0", {"padding": "same"}),
+     ("mobilenet_v4_conv_small", {"padding": "same"})],
 )
 def test_onnxruntime_matches_jax(tmp_path, name, overrides):
     model = build(name, 3, **overrides)

@@ -35,9 +35,10 @@ from flaxnets.errors import UsageError
 from flaxnets.optimizers import OPTIMIZERS, SCHEDULES
 
 #: Parameter kinds reported by `flaxnets.models.param_kinds`; weight-decay masks select among them.
-PARAM_KINDS = ("conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias")
+PARAM_KINDS = ("conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias", "layer_scale")
 
-ParamKind = Literal["conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias"]
+ParamKind = Literal["conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias",
+                    "layer_scale"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ class ModelConfig:
     bn_epsilon: Optional[float] = None
     #: Dropout before the classifier.
     dropout_rate: Optional[float] = None
-    #: Drop-path probability of the last block; block b of n uses rate * b / n.
+    #: Drop-path probability of the last block; how it grows over the blocks is
+    #: `stochastic_depth_rule`.
     stochastic_depth_rate: Optional[float] = None
-    #: Replace every table activation ("relu", "relu6", "hard_swish", "swish"); None: the table's.
+    #: How stochastic depth grows: "blocks" (block b of n: rate * b / n, TF-TPU/Keras),
+    #: "tf_vision_specs" (TF-Vision MobileNet: spec i of n, stem and head included:
+    #: rate * (i + 1) / n, attention blocks rate), "flat" (rate everywhere); None: the model's.
+    stochastic_depth_rule: Optional[Literal["blocks", "tf_vision_specs", "flat"]] = None
+    #: Replace every table activation ("relu", "relu6", "hard_swish", "swish", "gelu"); None: the
+    #: table's.
     activation: Optional[str] = None
     #: Kernel initialiser scheme: TF-TPU EfficientNet, TF-Vision MobileNet or Flax's default.
     kernel_init: Optional[Literal["tf_tpu", "tf_vision", "flax"]] = None
@@ -147,6 +154,11 @@ class DataConfig:
     num_train_examples: Optional[int] = None
     #: Loader worker processes per host.
     workers: int = 0
+    #: Mixup/CutMix: probability that a batch is mixed at all (TF-Vision `mixup_and_cutmix.prob`).
+    mix_prob: float = 1.0
+    #: Mixup/CutMix: probability that a mixed batch uses CutMix rather than Mixup, when both
+    #: alphas are set (TF-Vision `switch_prob`).
+    mix_switch_prob: float = 0.5
 
 
 def _with_registry_args(registry: Mapping[str, Any], section: str):
@@ -350,6 +362,9 @@ class EmaConfig:
     #: Use min(decay, (1 + step) / (10 + step)) as TF's ExponentialMovingAverage(num_updates=step)
     #: and TF-Vision's `dynamic_decay` do, so early averages are not dominated by the init.
     dynamic_decay: bool = True
+    #: Until this optimizer step the average copies the weights (TF-Vision `start_step`); the
+    #: dynamic decay counts from it.
+    start_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -459,6 +474,8 @@ class Config:
             raise UsageError(f"loss.label_smoothing={self.loss.label_smoothing}: expected a value in [0, 1)")
         if self.ema.decay is not None and not 0.0 < self.ema.decay < 1.0:
             raise UsageError(f"ema.decay={self.ema.decay}: expected a value in (0, 1) or none")
+        if self.ema.start_step < 0:
+            raise UsageError(f"ema.start_step={self.ema.start_step}: expected >= 0")
         if self.data.num_train_examples is not None and self.data.num_train_examples <= 0:
             raise UsageError(f"data.num_train_examples={self.data.num_train_examples}: expected a positive integer or none")
         area = self.data.crop_area_range
@@ -467,6 +484,9 @@ class Config:
         aspect = self.data.crop_aspect_range
         if aspect is not None and not 0.0 < aspect[0] <= aspect[1]:
             raise UsageError(f"data.crop_aspect_range={aspect[0]},{aspect[1]}: expected 0 < min <= max")
+        for key in ("mix_prob", "mix_switch_prob"):
+            if not 0.0 <= getattr(self.data, key) <= 1.0:
+                raise UsageError(f"data.{key}={getattr(self.data, key)}: expected a probability in [0, 1]")
         return self
 
 

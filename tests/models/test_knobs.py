@@ -170,7 +170,7 @@ def test_unknown_name_and_override_errors_suggest():
     with pytest.raises(FlaxnetsError, match="padding"):
         create_model("mobilenet_v3_small", padding="valid")
     with pytest.raises(FlaxnetsError, match="activation"):
-        create_model("mobilenet_v3_small", activation="gelu")
+        create_model("mobilenet_v3_small", activation="mish")
 
 
 def test_numpy_initialisers_match_the_scheme_statistics():

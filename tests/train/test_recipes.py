@@ -20,7 +20,9 @@ PARAMS = {"conv": {"kernel": jnp.ones((3, 3, 3, 4))}, "dw": {"kernel": jnp.ones(
           "bn": {"scale": jnp.ones(4), "bias": jnp.zeros(4)}, "head": {"kernel": jnp.ones((4, 2)), "bias": jnp.zeros(2)}}
 EXPECTED = {"mobilenet_v3_large_tfvision", "mobilenet_v3_large_paper", "mobilenet_v3_small_paper",
             "mobilenet_v3_small_tfvision", "mobilenet_v3_large_mnv4_setup", "mobilenet_v3_large_seed", "digits_demo",
-            *(f"efficientnet_b{i}_tpu" for i in range(8))}
+            *(f"efficientnet_b{i}_tpu" for i in range(8)),
+            *(f"mobilenet_v4_{v}_tfvision" for v in ("conv_small", "conv_medium", "conv_large",
+                                                      "hybrid_medium", "hybrid_large"))}
 
 
 def test_all_expected_recipes_are_listed():
@@ -205,3 +207,75 @@ def test_docstring_command_runs_through_the_cli_parser_and_config(name):
     if args.command == "train":
         assert args.recipe == name
         load_config(args.recipe, args.overrides)
+
+
+def test_mobilenet_v4_recipes_cite_a_source_for_every_value_they_set():
+    """Every key whose value differs from `Config()`'s has a citation (a reference file and
+    line), and Conv-S has the yaml's BN constants, AdamW and L2."""
+    import importlib
+
+    from flaxnets.config import config_keys
+
+    default = Config()
+    for variant in ("conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large"):
+        module = importlib.import_module(f"flaxnets.recipes.mobilenet_v4_{variant}_tfvision")
+        config = module.get_config()
+
+        def value(c, key):
+            for part in key.split("."):
+                c = getattr(c, part)
+            return c
+
+        changed = {k for k in config_keys() if value(config, k) != value(default, k)} - {"name", "source"}
+        assert changed <= set(module.SOURCES), sorted(changed - set(module.SOURCES))
+        assert all(":" in v and v.startswith("official/") for v in module.SOURCES.values())
+        assert module.PUBLISHED_TOP1 == recipe_info(f"mobilenet_v4_{variant}_tfvision")["published_top1"]
+    small = load_recipe("mobilenet_v4_conv_small_tfvision")
+    assert (small.model.bn_momentum, small.model.bn_epsilon) == (0.95, 1e-6)
+    assert (small.optimizer.b1, small.optimizer.eps, small.optimizer.weight_decay, small.optimizer.l2) == (
+        0.6, 1e-6, 0.01, 1e-5)
+    assert (small.ema.decay, small.ema.start_step) == (0.9999, 1560)
+    assert total_steps(small, 1_281_167) == 3_002_368
+    large = load_recipe("mobilenet_v4_conv_large_tfvision")
+    assert (large.data.mix_prob, large.data.mixup_alpha, large.data.cutmix_alpha) == (0.2, 0.8, 1.0)
+    assert large.model.stochastic_depth_rule == "flat"
+    assert total_steps(large, 1_281_167) == 39_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v4_conv_small_tfvision", "mobilenet_v4_hybrid_medium_tfvision"])
+def test_mobilenet_v4_recipe_trains_a_few_steps_on_the_digits(name, digits, tmp_path):
+    """The recipe as it is (RandAugment, its optimizer, EMA, BN groups, stochastic depth) on
+    32x32 digits, batch 16: two optimizer steps, finite losses."""
+    from flaxnets.config import apply_overrides
+    from flaxnets.train.loop import train_and_evaluate
+
+    config = apply_overrides(load_recipe(name), [
+        "model.num_classes=10", "data.image_size=32", "data.num_train_examples=none",
+        "train.global_batch_size=16", "model.bn_group_size=8", "train.epochs=0.0225",
+        "eval.every_steps=2", "eval.batch_size=120", "log.every_steps=1"])
+    train_and_evaluate(config, data_dir=str(digits), workdir=str(tmp_path / "run"))
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train_loss"] for r in lines if "train_loss" in r]
+    assert 2 <= len(losses) <= 3 and all(np.isfinite(losses))
+
+
+@pytest.mark.parametrize("variant", ["conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large"])
+def test_mobilenet_v4_recipe_builds_its_model_and_optimizer(variant):
+    """The recipe's model (abstractly) with its overrides, and its optimizer over that model's
+    parameter kinds (layer scale included for the hybrids)."""
+    from flax import nnx
+
+    from flaxnets import models
+
+    config = load_recipe(f"mobilenet_v4_{variant}_tfvision")
+    model = nnx.eval_shape(lambda: models.create_model(
+        config.model.name, num_classes=config.model.num_classes, **config.model.overrides()))
+    kinds = models.param_kinds(model)
+    assert ("layer_scale" in kinds.values()) == variant.startswith("hybrid")
+    rates = [c.drop_path_rate for c in model.block_configs]
+    assert max(rates) <= config.model.stochastic_depth_rate + 1e-12
+    tx = build_optimizer(config, kinds, 1_281_167)
+    params = nnx.state(model, nnx.Param)
+    state = jax.eval_shape(tx.init, params)
+    assert jax.tree.leaves(state)

@@ -192,3 +192,11 @@ def test_eval_step_counts_only_masked_in_examples():
         normalize(b["image"], MEAN, STD))
     hit = dict(b, label=np.asarray(jnp.argmax(logits, -1), np.int32), mask=mask)
     assert int(eval_step(state.params, state.batch_stats, state.other, hit)["top1"]) == 5
+
+
+def test_ema_start_step_copies_weights_until_then_and_counts_the_dynamic_decay_from_it():
+    # TF-Vision ExponentialMovingAverage(start_step=1560, dynamic_decay=False): MobileNetV4 Conv-S.
+    assert float(ema_decay_at(0.9999, 1559, False, start_step=1560)) == 0.0
+    assert float(ema_decay_at(0.9999, 1560, False, start_step=1560)) == pytest.approx(0.9999)
+    assert float(ema_decay_at(0.999, 1561, True, start_step=1560)) == pytest.approx(2 / 11)
+    assert float(ema_decay_at(0.999, 1, True)) == pytest.approx(2 / 11)

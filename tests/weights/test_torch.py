@@ -122,3 +122,51 @@ def test_tf_ported_timm_file_asks_for_same_padding(tmp_path):
     info = inspect_weights(hub / "model.safetensors")
     assert (info.origin, info.architecture, info.mean) == ("tf", "tf_mobilenetv3_large_100", (127.5,) * 3)
     assert inspect_weights(_save(sd, tmp_path / "mobilenetv3_large_100.pth")).padding == "symmetric"
+
+
+def test_timm_names_of_mobilenet_v4_hybrid_medium():
+    """Key names and shapes as timm's mobilenetv4_hybrid_medium has them; the parameters
+    (everything but BN running statistics) total timm's count."""
+    from weights_helpers import build
+
+    sd = export_state_dict(build("mobilenet_v4_hybrid_medium", 3), "timm")
+    expected = {
+        "conv_stem.weight": (32, 3, 3, 3),
+        "blocks.0.0.conv_exp.weight": (128, 32, 3, 3),
+        "blocks.0.0.bn2.running_var": (48,),
+        "blocks.1.0.dw_start.conv.weight": (48, 1, 3, 3),
+        "blocks.1.0.pw_exp.conv.weight": (192, 48, 1, 1),
+        "blocks.1.0.dw_mid.bn.weight": (192,),
+        "blocks.1.0.pw_proj.conv.weight": (80, 192, 1, 1),
+        "blocks.1.0.layer_scale.gamma": (80,),
+        "blocks.2.4.norm.running_mean": (160,),
+        "blocks.2.4.attn.query.proj.weight": (256, 160, 1, 1),
+        "blocks.2.4.attn.key.down_conv.weight": (160, 1, 3, 3),
+        "blocks.2.4.attn.key.norm.weight": (160,),
+        "blocks.2.4.attn.value.proj.weight": (64, 160, 1, 1),
+        "blocks.2.4.attn.output.proj.weight": (160, 256, 1, 1),
+        "blocks.2.4.layer_scale.gamma": (160,),
+        "blocks.3.8.attn.key.proj.weight": (64, 256, 1, 1),
+        "blocks.4.0.conv.weight": (960, 256, 1, 1),
+        "conv_head.weight": (1280, 960, 1, 1),
+        "norm_head.weight": (1280,),
+        "classifier.weight": (1000, 1280),
+    }
+    assert {k: sd[k].shape for k in expected} == expected
+    assert "blocks.3.8.attn.key.down_conv.weight" not in sd and "conv_head.bias" not in sd
+    params = sum(v.size for k, v in sd.items() if not k.endswith(("running_mean", "running_var")))
+    assert params == 11_074_648
+
+
+@pytest.mark.slow
+def test_timm_round_trip_of_a_hybrid_gives_identical_logits(tmp_path):
+    """Attention, layer scale and the normalised pre-logits layer survive export and import."""
+    from weights_helpers import build
+
+    model = build("mobilenet_v4_hybrid_medium", 4, num_classes=10)
+    want = logits(model)
+    path = _save(export_state_dict(model, "timm"), tmp_path / "mobilenetv4_hybrid_medium.safetensors")
+    randomize(model, 97)
+    assert np.abs(logits(model) - want).max() > 1e-3
+    load_weights(model, path)
+    np.testing.assert_array_equal(logits(model), want)

@@ -9,6 +9,9 @@ the same layers as ONNX nodes with the `onnx` package.
   into the preceding Conv (or Gemm) weights and bias.
 - Padding is written explicitly from the traced convolution: TF "SAME" gives asymmetric pads
   (extra pixel bottom/right), symmetric padding gives equal pads.
+- Attention: a product of two activations (`dot_general` without a constant operand) becomes
+  an ONNX Einsum; the reshapes between feature maps and [batch, positions, heads, dims]
+  tensors become Transpose + Reshape; softmax is exported from its primitives.
 - Named activation functions become single ONNX ops: relu -> Relu, relu6 -> Clip(0, 6),
   hard_sigmoid -> HardSigmoid, hard_swish / hard_silu -> HardSwish, silu / swish ->
   x * Sigmoid(x), logistic -> Sigmoid; others are exported from their primitives.
@@ -28,10 +31,17 @@ OPSET = 17
 
 @dataclasses.dataclass
 class _Act:
-    """An activation in the graph: ONNX value name, logical (JAX) shape; rank-4 ones are NCHW."""
+    """An activation in the graph: ONNX value name, logical (JAX) shape. A rank-4 image is NCHW
+    in the graph; `image` False marks a rank-4 value that is not a feature map (attention's
+    [batch, positions, heads, dims]), kept in the JAX layout."""
 
     name: str
     shape: tuple
+    image: bool = True
+
+
+def _is_image(x) -> bool:
+    return len(x.shape) == 4 and getattr(x, "image", True)
 
 
 @dataclasses.dataclass
@@ -168,38 +178,53 @@ class _Converter:
             return self.run(sub.jaxpr, sub.consts, args)
         if name in ("add", "sub", "mul", "div", "max", "min"):
             return [self.binary(name, args, shape, single_use)]
+        if name == "dot_general" and not isinstance(args[1], np.ndarray):
+            return [self.einsum(eqn, self.materialize(args[0]), self.materialize(args[1]), shape)]
         x = self.materialize(args[0])
         if name == "conv_general_dilated":
             return [self.conv(eqn, x, args[1], shape)]
         if name == "dot_general":
             return [self.dense(eqn, x, args[1], shape)]
         if name == "logistic":
-            return [_Act(self.b.node("Sigmoid", [x.name])[0], shape)]
+            return [_Act(self.b.node("Sigmoid", [x.name])[0], shape, _is_image(x))]
         if name in ("tanh", "exp", "neg", "sqrt"):
             op = {"tanh": "Tanh", "exp": "Exp", "neg": "Neg", "sqrt": "Sqrt"}[name]
-            return [_Act(self.b.node(op, [x.name])[0], shape)]
+            return [_Act(self.b.node(op, [x.name])[0], shape, _is_image(x))]
         if name == "convert_element_type":
             if np.dtype(eqn.params["new_dtype"]) != np.float32:
                 raise FlaxnetsError("ONNX export needs a float32 model (create it with dtype=float32)")
             return [x]
-        if name in ("copy", "copy_p", "optimization_barrier"):
+        if name in ("copy", "copy_p", "optimization_barrier", "stop_gradient"):
             return [x]
+        if name == "transpose":
+            if _is_image(x):
+                raise FlaxnetsError("ONNX export: a transpose of a feature map is not supported")
+            out = self.b.node("Transpose", [x.name], perm=[int(p) for p in eqn.params["permutation"]])[0]
+            return [_Act(out, shape, image=False)]
         if name in ("reduce_sum", "reduce_max"):
             axes = list(eqn.params["axes"])
-            if len(x.shape) == 4:
+            if _is_image(x):
                 axes = [{0: 0, 1: 2, 2: 3, 3: 1}[a] for a in axes]
                 if 1 in axes:
                     raise FlaxnetsError("ONNX export: a reduction over channels is not supported")
             op = "ReduceSum" if name == "reduce_sum" else "ReduceMax"
-            out = self.b.node(op, [x.name, self.b.const(np.array(axes, np.int64), "axes")], keepdims=0)[0]
-            return [_Act(out, shape)]
+            if op == "ReduceMax":  # opset 17 ReduceMax takes its axes as an attribute
+                out = self.b.node(op, [x.name], axes=axes, keepdims=0)[0]
+            else:
+                out = self.b.node(op, [x.name, self.b.const(np.array(axes, np.int64), "axes")], keepdims=0)[0]
+            return [_Act(out, shape, image=_is_image(x) and len(shape) == 4)]
         if name == "broadcast_in_dim":
             dims = tuple(eqn.params["broadcast_dimensions"])
             if len(shape) == len(x.shape):
-                return [_Act(x.name, x.shape)]  # ONNX elementwise ops broadcast by themselves
+                return [_Act(x.name, x.shape, _is_image(x))]  # ONNX elementwise ops broadcast by themselves
             if len(x.shape) == 2 and len(shape) == 4 and dims == (0, 3) and shape[1:3] == (1, 1):
                 out = self.b.node("Unsqueeze", [x.name, self.b.const(np.array([2, 3], np.int64), "axes")])[0]
                 return [_Act(out, shape)]
+            if not _is_image(x) and len(x.shape) > 2 and list(dims) == sorted(dims):
+                # New unit axes (keepdims after a reduction); sizes broadcast in the next op.
+                missing = [a for a in range(len(shape)) if a not in dims]
+                out = self.b.node("Unsqueeze", [x.name, self.b.const(np.array(missing, np.int64), "axes")])[0]
+                return [_Act(out, tuple(shape[a] if a in dims else 1 for a in range(len(shape))), image=False)]
             raise FlaxnetsError(f"ONNX export: unsupported broadcast {x.shape} -> {shape}")
         if name in ("reshape", "squeeze", "expand_dims"):
             return [self.reshape(x, shape)]
@@ -241,21 +266,21 @@ class _Converter:
             lhs, rhs = rhs, lhs  # commutative: keep the activation first
         if isinstance(lhs, np.ndarray):
             rhs_act = self.materialize(rhs)
-            lhs_name = self.b.const(_nchw_const(lhs, len(rhs_act.shape) == 4), "k")
+            lhs_name = self.b.const(_nchw_const(lhs, _is_image(rhs_act)), "k")
             op = {"sub": "Sub", "div": "Div"}[name]
-            return _Act(self.b.node(op, [lhs_name, rhs_act.name])[0], shape)
+            return _Act(self.b.node(op, [lhs_name, rhs_act.name])[0], shape, _is_image(rhs_act))
         lhs = self.materialize(lhs)
         if isinstance(rhs, np.ndarray):
             if name == "max" and rhs.ndim == 0 and float(rhs) == 0.0:
-                return _Act(self.b.node("Relu", [lhs.name])[0], shape)
-            rhs_name = self.b.const(_nchw_const(rhs, len(lhs.shape) == 4), "k")
+                return _Act(self.b.node("Relu", [lhs.name])[0], shape, _is_image(lhs))
+            rhs_name = self.b.const(_nchw_const(rhs, _is_image(lhs)), "k")
         else:
             rhs_act = self.materialize(rhs)
             if len(rhs_act.shape) != len(lhs.shape) and 4 in (len(rhs_act.shape), len(lhs.shape)):
                 raise FlaxnetsError(f"ONNX export: unsupported broadcast between {lhs.shape} and {rhs_act.shape}")
             rhs_name = rhs_act.name
         op = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min"}[name]
-        return _Act(self.b.node(op, [lhs.name, rhs_name])[0], shape)
+        return _Act(self.b.node(op, [lhs.name, rhs_name])[0], shape, _is_image(lhs))
 
     def conv(self, eqn, x: _Act, kernel, shape):
         p = eqn.params
@@ -288,21 +313,41 @@ class _Converter:
         ones = np.ones((weight.shape[1],), np.float32)
         return _Linear(node, weight, bias, 1, shape, ones, np.zeros_like(ones))
 
+    def einsum(self, eqn, lhs: _Act, rhs: _Act, shape) -> _Act:
+        """A product of two (non-image) activations, as dot_general defines its output order:
+        batch axes, then the free axes of lhs, then those of rhs."""
+        if _is_image(lhs) or _is_image(rhs):
+            raise FlaxnetsError("ONNX export: a product of feature maps is not supported")
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        letters = iter("abcdefghijklmnopqrstuvwxyz")
+        left = [next(letters) for _ in lhs.shape]
+        right = [next(letters) for _ in rhs.shape]
+        for i, j in zip(list(lb) + list(lc), list(rb) + list(rc)):
+            right[j] = left[i]
+        out = ([left[i] for i in lb] + [c for i, c in enumerate(left) if i not in lb and i not in lc]
+               + [c for j, c in enumerate(right) if j not in rb and j not in rc])
+        equation = f"{''.join(left)},{''.join(right)}->{''.join(out)}"
+        return _Act(self.b.node("Einsum", [lhs.name, rhs.name], equation=equation)[0], shape, image=False)
+
     def reshape(self, x: _Act, shape) -> _Act:
         name = x.name
-        if len(x.shape) == 4 and tuple(x.shape[1:3]) != (1, 1):
+        if _is_image(x) and tuple(x.shape[1:3]) != (1, 1):
             name = self.b.node("Transpose", [name], perm=[0, 2, 3, 1])[0]  # back to NHWC first
         target = list(shape)
-        if len(target) == 4:
+        # A rank-4 result is a feature map when it comes from a non-image (attention heads
+        # merged back into channels), or when it has a 1x1 map; a feature map reshaped to
+        # rank 4 otherwise is attention's [batch, positions, heads, dims].
+        to_image = len(target) == 4 and (not _is_image(x) or tuple(shape[1:3]) == (1, 1))
+        if to_image and tuple(shape[1:3]) == (1, 1):
             target = [target[0], target[3], target[1], target[2]]
         if not isinstance(target[0], int):
             target[0] = 0  # the dynamic batch: ONNX Reshape's 0 copies the input's dimension
         if any(not isinstance(d, int) for d in target[1:]):
             raise FlaxnetsError(f"ONNX export: reshape to {shape} with a dynamic non-batch size")
-        if len(target) == 4 and tuple(shape[1:3]) != (1, 1):
-            raise FlaxnetsError(f"ONNX export: reshape to a spatial map {shape}")
         out = self.b.node("Reshape", [name, self.b.const(np.array(target, np.int64), "shape")])[0]
-        return _Act(out, tuple(shape))
+        if to_image and tuple(shape[1:3]) != (1, 1):  # NHWC -> the graph's NCHW
+            out = self.b.node("Transpose", [out], perm=[0, 3, 1, 2])[0]
+        return _Act(out, tuple(shape), image=len(shape) == 4 and to_image)
 
 
 def _is_literal(v) -> bool:

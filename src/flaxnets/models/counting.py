@@ -1,17 +1,22 @@
 """Parameter kinds, parameter counts, multiply-accumulates (MACs) and per-layer summaries.
 
-Counting by name works from the architecture table alone (no parameter is materialised, so
-EfficientNet-B7 counts in milliseconds); `traced_summary` computes the same rows from a model
-object by abstract evaluation, and the tests hold the two equal.
+Everything here is read off the built model: a registered model is built with zero kernels
+(`layers.shapes_only`: no random draw) and `jax.eval_shape` runs its forward pass without
+computing, while every leaf layer records its output (`layers.recording`). So a block is
+counted exactly as it is defined. (Building under `nnx.eval_shape` instead is several times
+slower: every abstract Variable costs a scan of the whole trace so far.)
 
 MAC convention (per image, at the given resolution): a convolution costs
-H_out * W_out * k * k * C_in / groups * C_out, a dense layer in * out; squeeze-excite 1x1
-convolutions count (on their 1x1 input); BatchNorm, activations, pooling, the SE multiply,
-residual additions and biases count zero.
+H_out * W_out * k * k * C_in / groups * C_out, a dense layer in * out, a product of two
+activations (attention logits and attention-weighted values, `layers.MatMul`) one per output
+element and summed index; squeeze-excite 1x1 convolutions count (on their 1x1 input);
+BatchNorm, activations, softmax, layer scale, pooling, the SE multiply, residual additions and
+biases count zero.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -20,7 +25,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxnets.errors import FlaxnetsError
-from flaxnets.models.layers import BatchNorm, DepthwiseConv2d, recording
+from flaxnets.models.layers import (
+    BatchNorm, DepthwiseConv2d, LayerScale, conv_implementation, recording, shapes_only,
+)
+from flaxnets.models.registry import MIN_RESOLUTION, create_model, get_spec
 
 
 def param_kinds(model: nnx.Module) -> dict[tuple, str]:
@@ -28,7 +36,8 @@ def param_kinds(model: nnx.Module) -> dict[tuple, str]:
 
     Keys are the paths of `nnx.to_flat_state(nnx.state(model, nnx.Param))`: tuples of
     attribute names (str) and list indices (int), e.g. `("blocks", 3, "depthwise_conv",
-    "kernel")`. Kinds: conv_kernel, depthwise_kernel, dense_kernel, bias, bn_scale, bn_bias.
+    "kernel")`. Kinds: conv_kernel, depthwise_kernel, dense_kernel, bias, bn_scale, bn_bias,
+    layer_scale.
     Raises FlaxnetsError if a parameter belongs to a module type this function does not know,
     so a new layer cannot silently escape a weight-decay mask.
     """
@@ -38,6 +47,8 @@ def param_kinds(model: nnx.Module) -> dict[tuple, str]:
         if isinstance(module, BatchNorm):
             kinds[path + ("scale",)] = "bn_scale"
             kinds[path + ("bias",)] = "bn_bias"
+        elif isinstance(module, LayerScale):
+            kinds[path + ("gamma",)] = "layer_scale"
         elif isinstance(module, (nnx.Conv, nnx.Linear)):
             if isinstance(module, DepthwiseConv2d):
                 kernel = "depthwise_kernel"
@@ -59,9 +70,9 @@ def param_kinds(model: nnx.Module) -> dict[tuple, str]:
 
 def count_params(model_or_name, **overrides) -> int:
     """Trainable parameters (every `nnx.Param`) of a model object, or of a registry name
-    (computed from the architecture table, without building the model)."""
+    (traced abstractly, without materialising the model)."""
     if isinstance(model_or_name, str):
-        return sum(r.params for r in layer_summary(model_or_name, 32, **overrides))
+        return sum(r.params for r in layer_summary(model_or_name, **overrides))
     return sum(math.prod(v.shape)
                for _, v in nnx.to_flat_state(nnx.state(model_or_name, nnx.Param)))
 
@@ -78,68 +89,26 @@ class LayerRow:
     macs: int
 
 
-def _out_size(size: int, kernel: int, stride: int, padding: str) -> int:
-    if padding == "same":
-        return -(-size // stride)
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
-
-
 def layer_summary(name: str, resolution: int | None = None, **overrides) -> list[LayerRow]:
     """Per-layer rows, in call order, for one image of the registered model `name` at
-    `resolution` (default: the spec's), computed from the architecture table without building
-    the model. `traced_summary` gives the same rows by tracing a model object."""
-    from flaxnets.models.blocks import resolve
-    from flaxnets.models.registry import MIN_RESOLUTION, get_spec
-
-    spec = get_spec(name)
-    knobs = spec.knobs(**overrides)
-    resolution = spec.resolution if resolution is None else resolution
+    `resolution` (default: the spec's), traced from the model built with zero kernels."""
+    resolution = get_spec(name).resolution if resolution is None else resolution
     if resolution < MIN_RESOLUTION:
         raise FlaxnetsError(f"resolution {resolution} is too small; expected at least {MIN_RESOLUTION}")
-    stem, configs, head, pre_logits = resolve(spec.architecture(), knobs.stochastic_depth_rate,
-                                              knobs.activation)
-    rows: list[LayerRow] = []
-    size = resolution
+    return list(_summary(name, resolution, tuple(sorted(overrides.items()))))
 
-    def conv(path, cin, cout, k, stride=1, groups=1, bias=False, kind="Conv2d"):
-        nonlocal size
-        size = _out_size(size, k, stride, knobs.padding)
-        params = k * k * cin // groups * cout + (cout if bias else 0)
-        rows.append(LayerRow(path, kind, (size, size, cout), params,
-                             size * size * k * k * cin // groups * cout))
 
-    def bn(path, c):
-        rows.append(LayerRow(path, "BatchNorm", (size, size, c), 2 * c, 0))
+# Tracing takes a second or more per model; `flaxnets models` and the tests ask for the same
+# models' rows several times.
+@functools.lru_cache(maxsize=64)
+def _summary(name: str, resolution: int, overrides: tuple) -> tuple[LayerRow, ...]:
+    return tuple(traced_summary(zero_model(name, **dict(overrides)), resolution))
 
-    def dense(path, cin, cout):
-        rows.append(LayerRow(path, "Dense", (cout,), cin * cout + cout, cin * cout))
 
-    conv("stem_conv", 3, stem, 3, 2)
-    bn("stem_bn", stem)
-    for i, c in enumerate(configs):
-        p = f"blocks/{i}/"
-        if c.mid_channels != c.in_channels:
-            conv(p + "expand_conv", c.in_channels, c.mid_channels, 1)
-            bn(p + "expand_bn", c.mid_channels)
-        conv(p + "depthwise_conv", c.mid_channels, c.mid_channels, c.kernel_size, c.stride,
-             groups=c.mid_channels, kind="DepthwiseConv2d")
-        bn(p + "depthwise_bn", c.mid_channels)
-        if c.se_channels:
-            spatial = size
-            size = 1
-            conv(p + "se/reduce", c.mid_channels, c.se_channels, 1, bias=True)
-            conv(p + "se/expand", c.se_channels, c.mid_channels, 1, bias=True)
-            size = spatial
-        conv(p + "project_conv", c.mid_channels, c.out_channels, 1)
-        bn(p + "project_bn", c.out_channels)
-    conv("head_conv", configs[-1].out_channels, head, 1)
-    bn("head_bn", head)
-    features = head
-    if pre_logits:
-        dense("pre_logits", head, pre_logits)
-        features = pre_logits
-    dense("classifier", features, knobs.num_classes)
-    return rows
+def zero_model(name: str, **overrides) -> nnx.Module:
+    """The registered model `name` with every kernel zero: for reading shapes only."""
+    with shapes_only():
+        return create_model(name, **overrides)
 
 
 def traced_summary(model: nnx.Module, resolution: int) -> list[LayerRow]:
@@ -154,21 +123,24 @@ def traced_summary(model: nnx.Module, resolution: int) -> list[LayerRow]:
         paths = {id(m): p for p, m in nnx.iter_modules(clone)}
         with recording() as calls:
             clone(x)
-        rows.extend(_row(paths[id(layer)], layer, y.shape) for layer, y in calls)
+        rows.extend(_row(paths[id(layer)], layer, y.shape, macs) for layer, y, macs in calls)
 
-    jax.eval_shape(trace, state, jax.ShapeDtypeStruct((1, resolution, resolution, 3), jnp.float32))
+    # One lax convolution per layer: the CPU's unrolled forms only take longer to trace.
+    with conv_implementation("lax"):
+        jax.eval_shape(trace, state,
+                       jax.ShapeDtypeStruct((1, resolution, resolution, 3), jnp.float32))
     return rows
 
 
-def _row(path, layer, out_shape) -> LayerRow:
+def _row(path, layer, out_shape, macs: int | None) -> LayerRow:
     params = sum(math.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(layer, nnx.Param)))
-    if isinstance(layer, nnx.Conv):
+    if macs is None and isinstance(layer, nnx.Conv):
         kh, kw = layer.kernel_size
         spatial = math.prod(out_shape[1:-1])
         macs = spatial * kh * kw * layer.in_features // layer.feature_group_count * layer.out_features
-    elif isinstance(layer, nnx.Linear):
+    elif macs is None and isinstance(layer, nnx.Linear):
         macs = layer.in_features * layer.out_features
-    else:
+    elif macs is None:
         macs = 0
     return LayerRow("/".join(map(str, path)), type(layer).__name__, tuple(out_shape[1:]),
                     params, macs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 import os
 from typing import Callable
@@ -36,6 +37,8 @@ ACTIVATIONS: dict[str, Callable] = {
     "relu6": jax.nn.relu6,
     "hard_swish": hard_swish,
     "swish": jax.nn.swish,
+    # Exact (erf) GELU, as tf.nn.gelu's default and torch.nn.GELU (MobileNetV4 Hybrid-L).
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
 }
 GATES: dict[str, Callable] = {"sigmoid": jax.nn.sigmoid, "hard_sigmoid": hard_sigmoid}
 PADDINGS = ("same", "symmetric")
@@ -71,11 +74,37 @@ def _fans(shape, in_axis=-2, out_axis=-1):
     return shape[in_axis] * receptive_field, shape[out_axis] * receptive_field
 
 
+# Inside `shapes_only()` (a model built under `nnx.eval_shape` whose values nobody reads, as
+# counting does) every kernel initialiser returns zeros: tracing the random draws of EfficientNet-B7
+# takes ten times longer than the rest of its abstract build.
+_SHAPES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("flaxnets_shapes_only",
+                                                                   default=False)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Kernel initialisers return zeros in this scope: for building models abstractly."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def _zeros(key, shape, dtype):
+    if isinstance(key, jax.core.Tracer):
+        return jnp.zeros(shape, dtype)
+    # From the host: a device-side fill (or jnp.asarray) compiles one XLA program per shape.
+    return jax.device_put(np.zeros(shape, np.dtype(dtype)))
+
+
 def _variance_scaling(scale: float, mode: str, distribution: str, in_axis=-2, out_axis=-1):
     traced_init = jax.nn.initializers.variance_scaling(scale, mode, distribution,
                                                       in_axis=in_axis, out_axis=out_axis)
 
     def init(key, shape, dtype=jnp.float32):
+        if _SHAPES_ONLY.get():
+            return _zeros(key, shape, dtype)
         if isinstance(key, jax.core.Tracer):  # under jit / eval_shape: stay in JAX
             return traced_init(key, shape, dtype)
         fan_in, fan_out = _fans(shape, in_axis, out_axis)
@@ -105,6 +134,8 @@ def _variance_scaling(scale: float, mode: str, distribution: str, in_axis=-2, ou
 
 def _uniform_symmetric(limit: float):
     def init(key, shape, dtype=jnp.float32):
+        if _SHAPES_ONLY.get():
+            return _zeros(key, shape, dtype)
         if isinstance(key, jax.core.Tracer):  # under jit / eval_shape: stay in JAX
             return jax.random.uniform(key, shape, dtype, -limit, limit)
         return jnp.asarray(_numpy_rng(key).uniform(-limit, limit, shape).astype(np.dtype(dtype)))
@@ -145,15 +176,17 @@ def initializers(scheme: str) -> dict[str, Callable]:
     raise FlaxnetsError(f"unknown kernel_init {scheme!r}; expected one of tf_tpu, tf_vision, flax")
 
 
-# While `recording()` is active, every leaf layer appends (layer, output) when called; the
-# counting module uses this under abstract evaluation to list per-layer shapes.
+# While `recording()` is active, every leaf layer appends (layer, output, macs) when called; the
+# counting module uses this under abstract evaluation to list per-layer shapes. `macs` is None
+# for a layer whose cost follows from its own kernel (convolutions, dense layers).
 _RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("flaxnets_record",
                                                                       default=None)
 
 
 @contextlib.contextmanager
 def recording():
-    """Collect (layer, output) for every Conv2d/DepthwiseConv2d/BatchNorm/Dense call."""
+    """Collect (layer, output, macs) for every Conv2d/DepthwiseConv2d/BatchNorm/Dense/
+    LayerScale/MatMul call."""
     calls: list = []
     token = _RECORD.set(calls)
     try:
@@ -162,10 +195,10 @@ def recording():
         _RECORD.reset(token)
 
 
-def _record(layer, y):
+def _record(layer, y, macs: int | None = None):
     calls = _RECORD.get()
     if calls is not None:
-        calls.append((layer, y))
+        calls.append((layer, y, macs))
     return y
 
 
@@ -321,9 +354,9 @@ class Dense(nnx.Linear):
     """A fully connected layer on pooled features, parameters and compute in float32."""
 
     def __init__(self, in_features: int, out_features: int, *, kernel_init: Callable,
-                 rngs: nnx.Rngs):
-        super().__init__(in_features, out_features, kernel_init=kernel_init, dtype=jnp.float32,
-                         param_dtype=jnp.float32, rngs=rngs)
+                 use_bias: bool = True, rngs: nnx.Rngs):
+        super().__init__(in_features, out_features, use_bias=use_bias, kernel_init=kernel_init,
+                         dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
 
     def __call__(self, x):
         return _record(self, super().__call__(x))
@@ -406,6 +439,36 @@ class SqueezeExcite(nnx.Module):
         s = ACTIVATIONS[self.activation](self.reduce(s))
         s = GATES[self.gate](self.expand(s))
         return x * s
+
+
+class LayerScale(nnx.Module):
+    """Per-channel learned scale of a residual branch (CaiT; MobileNetV4 `MNV4LayerScale` in
+    TF-Vision `official/vision/modeling/layers/nn_blocks.py`, timm `LayerScale2d`), starting at
+    `init_value`."""
+
+    def __init__(self, channels: int, init_value: float):
+        self.gamma = nnx.Param(jnp.full((channels,), init_value, jnp.float32))
+
+    def __call__(self, x):
+        return _record(self, x * self.gamma.value.astype(x.dtype))
+
+
+class MatMul(nnx.Module):
+    """A product of two activations (attention logits, attention-weighted values) as
+    `jnp.einsum(spec, a, b)`, accumulated in float32. A layer of its own so that counting sees
+    its multiply-accumulates: every output element costs the product of the summed axes."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+
+    def __call__(self, a, b):
+        inputs, output = self.spec.split("->")
+        sizes = {}
+        for letters, operand in zip(inputs.split(","), (a, b)):
+            sizes.update(zip(letters, operand.shape))
+        summed = math.prod(sizes[c] for c in sizes if c not in output)
+        y = jnp.einsum(self.spec, a, b, preferred_element_type=jnp.float32)
+        return _record(self, y, math.prod(y.shape[1:]) * summed)
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

@@ -10,13 +10,14 @@ from typing import Any
 from flax import nnx
 
 from flaxnets.errors import FlaxnetsError, UsageError
-from flaxnets.models import efficientnet, mobilenet_v2, mobilenet_v3
+from flaxnets.models import efficientnet, mobilenet_v2, mobilenet_v3, mobilenet_v4
 from flaxnets.models.blocks import Architecture, ConvNet, Knobs
 
 _FAMILIES = {
     "mobilenet_v3": mobilenet_v3.architecture,
     "efficientnet": efficientnet.architecture,
     "mobilenet_v2": mobilenet_v2.architecture,
+    "mobilenet_v4": mobilenet_v4.architecture,
 }
 # Input normalisations on the 0-255 scale, each defined once: the model defaults below, the weight
 # importers and the recipes read them from here.
@@ -55,6 +56,7 @@ class ModelSpec:
     published_top1: float | None
     published_macs: str | None = None
     stochastic_depth_rate: float = 0.0
+    stochastic_depth_rule: str | None = None
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     kernel_init: str = "tf_tpu"
@@ -69,6 +71,7 @@ class ModelSpec:
         base = Knobs(num_classes=num_classes, bn_momentum=self.bn_momentum,
                      bn_epsilon=self.bn_epsilon, dropout_rate=self.dropout_rate,
                      stochastic_depth_rate=self.stochastic_depth_rate,
+                     stochastic_depth_rule=self.stochastic_depth_rule,
                      kernel_init=self.kernel_init)
         return base.replace(**overrides).check()
 
@@ -89,6 +92,20 @@ def _efficientnet(variant, top1, macs=None):
     return ModelSpec(f"efficientnet_{variant}", "efficientnet", {"variant": variant}, res,
                      res / (res + 32), "bicubic", mean, std, dropout, top1, macs,
                      stochastic_depth_rate=0.2, kernel_init="tf_tpu")
+
+
+def _mobilenet_v4(variant, resolution, top1, *, dropout=0.2, stochastic_depth=0.0,
+                 rule=None, bn_momentum=0.997, bn_epsilon=1e-3):
+    # Defaults from the TF-Vision experiment yaml of each variant
+    # (official/vision/configs/experiments/image_classification/
+    # imagenet_mobilenetv4_<variant>_tpu.yaml): input size, dropout, stochastic depth and its
+    # rule (flat_stochastic_depth_drop_rate), BN momentum/epsilon, the top-1 in its header.
+    # TF-Vision normalises with the ImageNet mean/std (official/vision/ops/preprocess_ops.py
+    # MEAN_RGB / STDDEV_RGB), resizes bilinearly and centre-crops 0.875 for evaluation.
+    return ModelSpec(f"mobilenet_v4_{variant}", "mobilenet_v4", {"variant": variant}, resolution,
+                     0.875, "bilinear", IMAGENET_MEAN, IMAGENET_STD, dropout, top1,
+                     stochastic_depth_rate=stochastic_depth, stochastic_depth_rule=rule,
+                     bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, kernel_init="tf_vision")
 
 
 _SPECS = [
@@ -119,6 +136,11 @@ _SPECS = [
     _efficientnet("lite2", None),
     _efficientnet("lite3", None),
     _efficientnet("lite4", None),
+    _mobilenet_v4("conv_small", 224, 73.8, dropout=0.3, bn_momentum=0.95, bn_epsilon=1e-6),
+    _mobilenet_v4("conv_medium", 256, 79.9, stochastic_depth=0.075),
+    _mobilenet_v4("conv_large", 384, 82.92, stochastic_depth=0.2, rule="flat"),
+    _mobilenet_v4("hybrid_medium", 256, 80.7, stochastic_depth=0.075),
+    _mobilenet_v4("hybrid_large", 384, 83.7, stochastic_depth=0.35),
 ]
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 OVERRIDES = tuple(f.name for f in dataclasses.fields(Knobs) if f.name != "num_classes")
@@ -166,7 +188,8 @@ def create_model(name: str, *, num_classes: int = 1000, rngs: nnx.Rngs | None = 
     """Build the registered model `name` with freshly initialised parameters.
 
     Overrides (defaults from the spec): bn_momentum, bn_epsilon, dropout_rate,
-    stochastic_depth_rate, activation ("relu" | "relu6" | "hard_swish" | "swish": replaces
+    stochastic_depth_rate, stochastic_depth_rule ("blocks" | "tf_vision_specs" | "flat", see
+    `blocks.drop_path_rates`), activation ("relu" | "relu6" | "hard_swish" | "swish" | "gelu": replaces
     every table activation, squeeze-excite's inner one included, but not its sigmoid gate),
     kernel_init ("tf_tpu" | "tf_vision" | "flax"), dtype (compute dtype; parameters stay
     float32), padding ("same" = TF SAME | "symmetric" = k//2 on each side), bn_group_size

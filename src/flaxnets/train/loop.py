@@ -141,7 +141,8 @@ def _mix_fn(config):
 
     from flaxnets.data.mix import mixup_or_cutmix
 
-    return functools.partial(mixup_or_cutmix, mixup_alpha=d.mixup_alpha, cutmix_alpha=d.cutmix_alpha)
+    return functools.partial(mixup_or_cutmix, mixup_alpha=d.mixup_alpha, cutmix_alpha=d.cutmix_alpha,
+                             prob=d.mix_prob, switch_prob=d.mix_switch_prob)
 
 
 class _Chain:
@@ -263,6 +264,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     train_step = make_train_step(
         graphdef, tx, loss_fn=loss_fn, mean=prep["mean"], std=prep["std"], grad_accum_steps=accum,
         ema_decay=config.ema.decay, ema_dynamic_decay=config.ema.dynamic_decay,
+        ema_start_step=config.ema.start_step,
         learning_rate_fn=schedule, mix_fn=_mix_fn(config), num_classes=config.model.num_classes, mesh=mesh)
     eval_step = make_eval_step(graphdef, mean=prep["mean"], std=prep["std"], mesh=mesh)
 

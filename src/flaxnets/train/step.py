@@ -22,16 +22,21 @@ from flaxnets.train import parallel
 from flaxnets.train.state import TrainState, all_finite, merge_model
 
 
-def ema_decay_at(decay: float, step, dynamic: bool):
+def ema_decay_at(decay: float, step, dynamic: bool, start_step: int = 0):
     """The EMA decay used for the update that produces optimizer step `step` (1-based).
 
-    With `dynamic`, min(decay, (1 + step) / (10 + step)), as TF's
-    `ExponentialMovingAverage(num_updates=global_step)` and TF-Vision's `dynamic_decay`.
+    With `dynamic`, min(decay, (1 + s) / (10 + s)), as TF's
+    `ExponentialMovingAverage(num_updates=global_step)` and TF-Vision's `dynamic_decay`, where
+    s = step - start_step; before `start_step` the decay is 0 (the average copies the weights),
+    as TF-Vision's `ExponentialMovingAverage(start_step=...)`
+    (official/modeling/optimization/ema_optimizer.py `update_average`).
     """
-    if not dynamic:
-        return jnp.asarray(decay, jnp.float32)
     step = jnp.asarray(step, jnp.float32)
-    return jnp.minimum(jnp.float32(decay), (1.0 + step) / (10.0 + step))
+    since = step - jnp.float32(start_step)
+    value = jnp.float32(decay)
+    if dynamic:
+        value = jnp.minimum(value, (1.0 + since) / (10.0 + since))
+    return jnp.where(step < start_step, jnp.float32(0.0), value)
 
 
 def _ema(average, new, decay):
@@ -65,6 +70,7 @@ def make_train_step(
     grad_accum_steps: int = 1,
     ema_decay: float | None = None,
     ema_dynamic_decay: bool = True,
+    ema_start_step: int = 0,
     learning_rate_fn: Callable | None = None,
     mix_fn: Callable | None = None,
     num_classes: int | None = None,
@@ -142,7 +148,7 @@ def make_train_step(
         step = state.step + 1
         ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
         if ema_params is not None:
-            decay = ema_decay_at(ema_decay, step, ema_dynamic_decay)
+            decay = ema_decay_at(ema_decay, step, ema_dynamic_decay, ema_start_step)
             ema_params = _ema(ema_params, params, decay)
             if ema_batch_stats is not None:
                 ema_batch_stats = _ema(ema_batch_stats, batch_stats, decay)

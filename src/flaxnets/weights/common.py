@@ -59,9 +59,9 @@ def origin_info(layout: str, origin: str, **kwargs) -> WeightsInfo:
 
 @dataclasses.dataclass
 class Layer:
-    """One of our layers that owns weights: `kind` is conv | depthwise | dense | bn; `arrays`
-    maps a role (kernel, bias, scale, mean, var) to its nnx.Variable; `path` is the module's
-    path in the model graph."""
+    """One of our layers that owns weights: `kind` is conv | depthwise | dense | bn | scale
+    (layer scale); `arrays` maps a role (kernel, bias, scale, mean, var, gamma) to its
+    nnx.Variable; `path` is the module's path in the model graph."""
 
     path: tuple
     kind: str
@@ -134,6 +134,9 @@ def model_layers(model, resolution: int = 64) -> list[Layer]:
                 if isinstance(v, nnx.BatchStat):
                     arrays[k] = v  # nnx.BatchNorm names its statistics mean / var
             layers.append(Layer(path, "bn", arrays))
+            continue
+        if list(param_kind.values()) == ["layer_scale"]:
+            layers.append(Layer(path, "scale", {"gamma": next(iter(variables.values()))}))
             continue
         kernel = [k for k, pk in param_kind.items() if pk in _KIND_OF_KERNEL]
         if len(kernel) != 1:

@@ -1,16 +1,18 @@
 """PyTorch state dicts: timm layout and the EfficientNet-PyTorch (lukemelas) layout.
 
-timm:      conv_stem, bn1, blocks.S.B.{conv_pw, bn1, conv_dw, bn2, se.conv_reduce,
-           se.conv_expand, conv_pwl, bn3 | conv, bn1}, conv_head, bn2, classifier
+timm:      conv_stem, bn1, blocks.S.I.<the block's timm_names()>, [blocks.S+1.0.conv/bn1,
+           conv_head, norm_head | conv_head, bn2], classifier (MobileNetV2/V3/V4, EfficientNet)
 lukemelas: _conv_stem, _bn0, _blocks.N.{_expand_conv, _bn0, _depthwise_conv, _bn1, _se_reduce,
            _se_expand, _project_conv, _bn2}, _conv_head, _bn1, _fc
 
 Files: .pth / .pt / .bin through `torch.load(weights_only=True)` (torch imported only then),
-.safetensors through `safetensors.numpy`. Checkpoint layers are put in forward order from their
-key names and matched one to one with our layers in forward order (see `weights.common`).
+.safetensors through `safetensors.numpy`. Each of our layers gets its checkpoint name from the
+block that defines it (`layout_names`); checkpoint layers are put in our forward order by those
+names and matched one to one with our layers (see `weights.common`), each pair checked for kind
+and shape.
 Conversions: conv OIHW -> HWIO (a depthwise (C, 1, k, k) becomes (k, k, 1, C) by the same
 transpose), linear (out, in) -> (in, out), a 1x1 conv <-> a dense layer where one side uses the
-other, BatchNorm running_mean / running_var -> our batch statistics.
+other, BatchNorm running_mean / running_var -> our batch statistics, layer scale `gamma` as is.
 """
 
 from __future__ import annotations
@@ -34,13 +36,10 @@ from flaxnets.weights.common import (
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
-# Forward order of the modules inside one block, per block type.
-_TIMM_IR = ["conv_pw", "bn1", "conv_dw", "bn2", "se.conv_reduce", "se.conv_expand", "conv_pwl", "bn3"]
-_TIMM_DS = ["conv_dw", "bn1", "se.conv_reduce", "se.conv_expand", "conv_pw", "bn2"]
-_TIMM_CBA = ["conv", "bn1"]
-_TIMM_TOP = {"conv_stem": (0,), "bn1": (1,), "conv_head": (3,), "bn2": (4,), "norm_head": (4,), "classifier": (5,)}
-_LUKE_BLOCK = ["_expand_conv", "_bn0", "_depthwise_conv", "_bn1", "_se_reduce", "_se_expand", "_project_conv", "_bn2"]
-_LUKE_TOP = {"_conv_stem": (0,), "_bn0": (1,), "_conv_head": (3,), "_bn1": (4,), "_fc": (5,)}
+# EfficientNet-PyTorch names of an inverted-residual block's layers (its only block type).
+_LUKE_BLOCK = {"expand_conv": "_expand_conv", "expand_bn": "_bn0", "depthwise_conv": "_depthwise_conv",
+               "depthwise_bn": "_bn1", "se.reduce": "_se_reduce", "se.expand": "_se_expand",
+               "project_conv": "_project_conv", "project_bn": "_bn2"}
 
 
 def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
@@ -120,60 +119,65 @@ def _split(key: str) -> tuple[str, str]:
     return module, tensor
 
 
-def _timm_rank(module: str, siblings: set[str]) -> tuple:
-    parts = module.split(".")
-    if parts[0] in _TIMM_TOP and len(parts) == 1:
-        return _TIMM_TOP[parts[0]]
-    if parts[0] == "blocks" and len(parts) >= 4:
-        inner = ".".join(parts[3:])
-        if "conv_pwl" in siblings:
-            order = _TIMM_IR
-        elif "conv_dw" in siblings:
-            order = _TIMM_DS
+def layout_names(model, layout: str) -> dict[tuple, str]:
+    """The checkpoint module name of each of our weight-owning layers (by path) in `layout`,
+    taken from the blocks' own definitions: timm's from each block's `timm_names()` under
+    `blocks.S.I` (its stage and index in the reference layout, `BlockConfig.stage/index`);
+    EfficientNet-PyTorch's numbered flat `_blocks.N` (inverted-residual blocks only)."""
+    if layout not in ("timm", "lukemelas"):
+        raise FlaxnetsError(f"unknown layout {layout!r}; expected 'timm' or 'lukemelas'")
+    timm = layout == "timm"
+    names = {("stem_conv",): "conv_stem" if timm else "_conv_stem",
+             ("stem_bn",): "bn1" if timm else "_bn0"}
+    last_stage = -1
+    for i, (block, cfg) in enumerate(zip(model.blocks, model.block_configs)):
+        if timm:
+            prefix, inner = f"blocks.{cfg.stage}.{cfg.index}", block.timm_names()
+        elif cfg.block == "inverted_residual":
+            prefix, inner = f"_blocks.{i}", _LUKE_BLOCK
         else:
-            order = _TIMM_CBA
-        if inner in order:
-            return (2, int(parts[1]), int(parts[2]), order.index(inner))
-    raise FlaxnetsError(f"unsupported timm module {module!r} (EdgeResidual/MobileNetV4 blocks are not supported)")
+            raise FlaxnetsError(f"the EfficientNet-PyTorch layout has no {cfg.block} blocks")
+        for attr, name in inner.items():
+            names[("blocks", i) + tuple(attr.split("."))] = f"{prefix}.{name}"
+        last_stage = cfg.stage
+    if not timm:
+        if model.pre_logits is not None:
+            raise FlaxnetsError("the EfficientNet-PyTorch layout has no pre-logits layer")
+        names.update({("head_conv",): "_conv_head", ("head_bn",): "_bn1", ("classifier",): "_fc"})
+    elif model.pre_logits is None:  # EfficientNet / MobileNetV2
+        names.update({("head_conv",): "conv_head", ("head_bn",): "bn2"})
+    else:  # MobileNetV3/V4: the 1x1 head conv is a stage of its own, the pre-logits conv_head
+        names.update({("head_conv",): f"blocks.{last_stage + 1}.0.conv",
+                      ("head_bn",): f"blocks.{last_stage + 1}.0.bn1",
+                      ("pre_logits",): "conv_head", ("pre_logits_bn",): "norm_head"})
+    names[("classifier",)] = "classifier" if timm else "_fc"
+    return names
 
 
-def _luke_rank(module: str, siblings: set[str]) -> tuple:
-    parts = module.split(".")
-    if parts[0] in _LUKE_TOP and len(parts) == 1:
-        return _LUKE_TOP[parts[0]]
-    if parts[0] == "_blocks" and len(parts) == 3 and parts[2] in _LUKE_BLOCK:
-        return (2, int(parts[1]), 0, _LUKE_BLOCK.index(parts[2]))
-    raise FlaxnetsError(f"unsupported EfficientNet-PyTorch module {module!r}")
-
-
-def checkpoint_layers(state_dict: dict[str, np.ndarray], layout: str) -> list[tuple[str, str, dict]]:
-    """The checkpoint's layers in forward order: (module name, kind conv|linear|bn, {tensor: key})."""
+def checkpoint_layers(state_dict: dict[str, np.ndarray], order: dict[str, int],
+                      layout: str) -> list[tuple[str, str, dict]]:
+    """The checkpoint's layers in our forward order (`order`: module name -> position):
+    (module name, kind conv|linear|bn|scale, {tensor: key})."""
     modules: dict[str, dict[str, str]] = {}
     for key in state_dict:
         module, tensor = _split(key)
         modules.setdefault(module, {})[tensor] = key
-    block_members: dict[str, set[str]] = {}
-    for module in modules:
-        parts = module.split(".")
-        depth = 3 if layout == "timm" else 2
-        block = ".".join(parts[:depth])
-        block_members.setdefault(block, set()).add(".".join(parts[depth:]))
-    rank = _timm_rank if layout == "timm" else _luke_rank
     ranked = []
     for module, tensors in modules.items():
-        parts = module.split(".")
-        depth = 3 if layout == "timm" else 2
-        siblings = block_members.get(".".join(parts[:depth]), set())
+        if module not in order:
+            raise FlaxnetsError(f"unsupported {layout} module {module!r} (not a layer of this model)")
         weight = state_dict[tensors["weight"]] if "weight" in tensors else None
         if "running_mean" in tensors:
             kind = "bn"
+        elif set(tensors) == {"gamma"}:
+            kind = "scale"
         elif weight is not None and weight.ndim == 4:
             kind = "conv"
         elif weight is not None and weight.ndim == 2:
             kind = "linear"
         else:
             raise FlaxnetsError(f"unsupported tensors {sorted(tensors)} in module {module!r}")
-        ranked.append((rank(module, siblings), module, kind, tensors))
+        ranked.append((order[module], module, kind, tensors))
     ranked.sort(key=lambda r: r[0])
     return [(module, kind, tensors) for _, module, kind, tensors in ranked]
 
@@ -190,7 +194,8 @@ def _convert(array: np.ndarray, source_kind: str, target: Layer) -> np.ndarray:
     return array.T
 
 
-_COMPATIBLE = {"conv": {"conv", "depthwise", "dense"}, "linear": {"dense", "conv"}, "bn": {"bn"}}
+_COMPATIBLE = {"conv": {"conv", "depthwise", "dense"}, "linear": {"dense", "conv"}, "bn": {"bn"},
+               "scale": {"scale"}}
 _BN_ROLE = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
 
 
@@ -202,8 +207,10 @@ def load_torch(model, path, *, skip_classifier: bool = False, strict: bool = Tru
     """
     state_dict = read_state_dict(path)
     info = inspect_torch(path, state_dict)
-    ckpt = checkpoint_layers(state_dict, info.layout)
     ours = model_layers(model)
+    names = layout_names(model, info.layout)
+    ckpt = checkpoint_layers(state_dict, {names[layer.path]: i for i, layer in enumerate(ours)},
+                             info.layout)
     if skip_classifier:
         if ckpt and ckpt[-1][1] == "linear":
             info.skipped += sorted(ckpt[-1][2].values())
@@ -228,6 +235,8 @@ def load_torch(model, path, *, skip_classifier: bool = False, strict: bool = Tru
             if kind == "bn":
                 role = _BN_ROLE.get(tensor)
                 value = state_dict[key]
+            elif kind == "scale":
+                role, value = tensor, state_dict[key]
             elif tensor == "weight":
                 role, value = "kernel", _convert(state_dict[key], kind, layer)
             elif tensor == "bias":
@@ -261,109 +270,29 @@ def load_torch(model, path, *, skip_classifier: bool = False, strict: bool = Tru
 # ----------------------------------------------------------------------------- export
 
 
-def _parse_blocks(layers: list[Layer]):
-    """Split our forward-ordered layers into stem, blocks and head by their kinds.
-
-    A block is `[conv bn] depthwise bn [se_reduce se_expand] conv bn` (expansion optional:
-    depthwise-separable first blocks); squeeze-excite layers are the two bias-carrying
-    convs/denses with no BatchNorm between.
-    """
-    kinds = [layer.kind for layer in layers]
-    if kinds[:2] != ["conv", "bn"]:
-        raise FlaxnetsError(f"model does not start with conv + BatchNorm: {kinds[:2]}")
-    i, blocks = 2, []
-    while True:
-        start, parts = i, {}
-        if kinds[i : i + 3] == ["conv", "bn", "depthwise"]:
-            parts["expand"], parts["expand_bn"] = layers[i], layers[i + 1]
-            i += 2
-        if kinds[i : i + 2] != ["depthwise", "bn"]:
-            i = start
-            break
-        parts["dw"], parts["dw_bn"] = layers[i], layers[i + 1]
-        i += 2
-        if kinds[i : i + 2] in (["conv", "conv"], ["dense", "dense"]):
-            parts["se_reduce"], parts["se_expand"] = layers[i], layers[i + 1]
-            i += 2
-        if kinds[i : i + 2] != ["conv", "bn"]:
-            raise FlaxnetsError(f"unexpected layer sequence at {layers[i].name}: {kinds[i:i + 2]}")
-        parts["project"], parts["project_bn"] = layers[i], layers[i + 1]
-        i += 2
-        blocks.append(parts)
-    return layers[:2], blocks, layers[i:]
-
-
-def _out_channels(layer: Layer) -> int:
-    return int(layer.arrays["kernel"].value.shape[-1])
-
-
 def export_state_dict(model, layout: str = "timm") -> dict[str, np.ndarray]:
     """Our model's weights as a PyTorch-style state dict (numpy arrays) in `layout`
-    ("timm" or "lukemelas"), for other tools and for round-trip tests.
-
-    timm stages are numbered by output-channel changes, which is how the zoo's timm models are
-    staged (every stage starts with a channel change).
-    """
-    layers = model_layers(model)
-    stem, blocks, head = _parse_blocks(layers)
+    ("timm" or "lukemelas"), named by `layout_names`, for other tools and for round-trip tests.
+    The classifier is a linear layer; every other layer a convolution (the pre-logits layer
+    a 1x1 one, as in timm)."""
+    names = layout_names(model, layout)
     sd: dict[str, np.ndarray] = {}
-
-    def put(name: str, layer: Layer, as_linear: bool = False):
+    for layer in model_layers(model):
+        name = names[layer.path]
         # Copies: a NumPy view of a CPU device buffer would change when a train step donates it.
         arrays = {k: np.array(v.value, np.float32) for k, v in layer.arrays.items()}
         if layer.kind == "bn":
             for tensor, role in _BN_ROLE.items():
                 sd[f"{name}.{tensor}"] = arrays[role]
-            return
+            continue
+        if layer.kind == "scale":
+            sd[f"{name}.gamma"] = arrays["gamma"]
+            continue
         kernel = arrays["kernel"]
-        if as_linear:
+        if layer.path == ("classifier",):
             sd[f"{name}.weight"] = (kernel[0, 0] if kernel.ndim == 4 else kernel).T
         else:
             sd[f"{name}.weight"] = kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T[:, :, None, None]
         if "bias" in arrays:
             sd[f"{name}.bias"] = arrays["bias"]
-
-    if layout == "lukemelas":
-        put("_conv_stem", stem[0])
-        put("_bn0", stem[1])
-        names = {"expand": "_expand_conv", "expand_bn": "_bn0", "dw": "_depthwise_conv", "dw_bn": "_bn1",
-                 "se_reduce": "_se_reduce", "se_expand": "_se_expand", "project": "_project_conv", "project_bn": "_bn2"}
-        for n, parts in enumerate(blocks):
-            for part, layer in parts.items():
-                put(f"_blocks.{n}.{names[part]}", layer)
-        if [layer.kind for layer in head] != ["conv", "bn", "dense"]:
-            raise FlaxnetsError(f"EfficientNet-PyTorch layout needs a conv + BN + dense head, got {[l.kind for l in head]}")
-        put("_conv_head", head[0])
-        put("_bn1", head[1])
-        put("_fc", head[2], as_linear=True)
-        return sd
-    if layout != "timm":
-        raise FlaxnetsError(f"unknown layout {layout!r}; expected 'timm' or 'lukemelas'")
-    put("conv_stem", stem[0])
-    put("bn1", stem[1])
-    stage, index, channels = -1, 0, None
-    for parts in blocks:
-        out = _out_channels(parts["project"])
-        stage, index = (stage + 1, 0) if out != channels else (stage, index + 1)
-        channels = out
-        prefix = f"blocks.{stage}.{index}"
-        if "expand" in parts:
-            names = {"expand": "conv_pw", "expand_bn": "bn1", "dw": "conv_dw", "dw_bn": "bn2",
-                     "project": "conv_pwl", "project_bn": "bn3"}
-        else:
-            names = {"dw": "conv_dw", "dw_bn": "bn1", "project": "conv_pw", "project_bn": "bn2"}
-        names.update({"se_reduce": "se.conv_reduce", "se_expand": "se.conv_expand"})
-        for part, layer in parts.items():
-            put(f"{prefix}.{names[part]}", layer)
-    kinds = [layer.kind for layer in head]
-    if kinds == ["conv", "bn", "dense"]:  # EfficientNet / MobileNetV2 head
-        put("conv_head", head[0])
-        put("bn2", head[1])
-    elif len(head) == 4 and kinds[:2] == ["conv", "bn"]:  # MobileNetV3: final 1x1 stage, then a pooled conv_head with bias
-        put(f"blocks.{stage + 1}.0.conv", head[0])
-        put(f"blocks.{stage + 1}.0.bn1", head[1])
-        put("conv_head", head[2])
-    else:
-        raise FlaxnetsError(f"unsupported head for the timm layout: {kinds}")
-    put("classifier", head[-1], as_linear=True)
     return sd
