@@ -144,11 +144,12 @@ def test_pretrained_lite0_float32_and_int8(lite0, tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_run(digits, tmp_path_factory):
-    """A short digits_demo run (6 epochs, no EMA; about 85% held-out top-1): trained enough that
-    top-1 means something."""
+    """The demo's digits_demo run cut to 10 of its 20 epochs (no EMA in the recipe): about 98%
+    held-out top-1, as the demo gets; shorter runs leave borderline digits on which any rounding
+    flips the prediction."""
     workdir = tmp_path_factory.mktemp("tflite") / "run"
     status = main(["train", "--recipe", "digits_demo", "--data", str(digits), "--workdir", str(workdir),
-                   "--set", "train.epochs=6", "--set", "eval.every_epochs=6"])
+                   "--set", "train.epochs=10", "--set", "eval.every_epochs=10"])
     assert status == 0
     return workdir
 
@@ -179,9 +180,9 @@ def test_int8_digits_top1_within_a_point_of_float(digits, digits_run, tmp_path, 
     assert int8.input_dtype == np.uint8  # --include-preprocessing: raw pixels in
     float_top1 = (LiteRTModel(float_path).logits(images).argmax(-1) == labels).mean()
     int8_top1 = (int8.logits(images).argmax(-1) == labels).mean()
-    print(f"digits val top-1: float32 {float_top1:.2%}, int8 {int8_top1:.2%}")
-    assert float_top1 > 0.5  # a trained model, or the comparison says nothing
-    assert abs(int8_top1 - float_top1) <= 0.01
+    figures = f"held-out top-1: float32 {float_top1:.2%}, int8 {int8_top1:.2%}"
+    assert float_top1 > 0.9, figures  # a trained model, or the comparison says little
+    assert abs(int8_top1 - float_top1) <= 0.01, figures
 
     # predict --tflite: the same top-5 output as predict, class names from the file.
     files = [val.name(0), val.name(1)]
