@@ -199,7 +199,8 @@ def test_usage_errors(tmp_path, capsys):
     assert "--int8 needs --calibration" in capsys.readouterr().err
     assert main(base + ["--format", "onnx", "--include-preprocessing"]) == 2
     assert "applies to --format tflite" in capsys.readouterr().err
-    assert main(base + ["--format", "tflite", "--int8", "--calibration", str(tmp_path), "--calibration-images", "0"]) == 2
+    assert main(base + ["--format", "tflite", "--int8", "--calibration", str(tmp_path),
+                        "--calibration-images", "0"]) == 2
     not_tflite = tmp_path / "x.tflite"
     not_tflite.write_bytes(b"not a flatbuffer")
     assert main(["predict", "--tflite", str(not_tflite), str(not_tflite)]) == 1

@@ -90,7 +90,8 @@ def predict_source(args) -> tuple[LiteRTModel, Preprocessing]:
         raise FlaxnetsError(f"--tflite {args.tflite}: no flaxnets metadata (expected a file written by "
                             "`flaxnets export --format tflite`)")
     if args.resolution is not None and args.resolution != model.resolution:
-        raise UsageError(f"--resolution {args.resolution}: {args.tflite} takes {model.resolution} x {model.resolution} images")
+        raise UsageError(f"--resolution {args.resolution}: {args.tflite} takes "
+                         f"{model.resolution} x {model.resolution} images")
     return model, prep
 
 

@@ -19,7 +19,8 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.tflite")
     parser.add_argument("--resolution", type=int, help="input size (default: the model's or the run's)")
     parser.add_argument("--check", action="store_true",
-                        help="run the file in onnxruntime (LiteRT for tflite) and print the largest relative difference from JAX")
+                        help="run the file in onnxruntime (LiteRT for tflite) and print the largest "
+                             "relative difference from JAX")
     _tflite.add_export_arguments(parser)
 
 

@@ -33,7 +33,8 @@ def add_arguments(parser):
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     add_source_arguments(parser)
     parser.add_argument("--tflite", metavar="FILE",
-                        help="run a .tflite file from `flaxnets export --format tflite` in the LiteRT interpreter instead")
+                        help="run a .tflite file from `flaxnets export --format tflite` in the LiteRT "
+                             "interpreter instead")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {path, top5}")
     parser.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
     parser.add_argument("--resolution", type=int, help="input size (default: the model's or the run's)")

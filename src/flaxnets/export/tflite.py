@@ -267,7 +267,8 @@ def calibration_images(folder, count: int, *, resolution: int, crop_fraction: fl
     files = sorted(p for p in folder.rglob("*")
                    if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
     if not files:
-        raise UsageError(f"--calibration {folder}: no image files found (expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise UsageError(f"--calibration {folder}: no image files found "
+                         f"(expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
     if len(files) > count:
         files = [files[i] for i in sorted(np.random.default_rng(seed).choice(len(files), count, replace=False))]
     images = []
