@@ -1,23 +1,27 @@
 """`flaxnets export`: write a model with pretrained weights (--model and --weights) or a training
-run's saved weights (--workdir) as a deployable ONNX file."""
+run's saved weights (--workdir) as a deployable ONNX or LiteRT (TFLite) file."""
 
 from __future__ import annotations
 
+from flaxnets.commands import _tflite
 from flaxnets.errors import UsageError
 
 NAME = "export"
-HELP = "Export a model with its weights to ONNX (BatchNorm folded, dynamic batch)."
+HELP = "Export a model with its weights to ONNX (BatchNorm folded, dynamic batch) or LiteRT (TFLite, float32 or int8)."
 
 
 def add_arguments(parser):
     from flaxnets.commands.predict import add_source_arguments
 
     add_source_arguments(parser)
-    parser.add_argument("--format", default="onnx", choices=["onnx"], help="output format (onnx)")
-    parser.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    parser.add_argument("--format", default="onnx", choices=["onnx", "tflite"],
+                        help="output format: onnx (default) or tflite (LiteRT; needs flaxnets[litert])")
+    parser.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.tflite")
     parser.add_argument("--resolution", type=int, help="input size (default: the model's or the run's)")
     parser.add_argument("--check", action="store_true",
-                        help="run the file in onnxruntime on random inputs and print the largest relative difference from JAX")
+                        help="run the file in onnxruntime (LiteRT for tflite) and print the largest "
+                             "relative difference from JAX")
+    _tflite.add_export_arguments(parser)
 
 
 def run(args) -> int:
@@ -25,12 +29,15 @@ def run(args) -> int:
     from flaxnets.export.onnx import export_onnx, relative_difference
 
     check_source(args)
+    _tflite.check_export_arguments(args)
     if args.resolution is not None and args.resolution < 32:
         raise UsageError(f"--resolution {args.resolution}: expected at least 32")
     loaded = load_source(args)
     resolution = args.resolution or loaded.resolution
     if resolution < 32:
         raise UsageError(f"input size {resolution} (the run's): expected at least 32; give --resolution")
+    if args.format == "tflite":
+        return _tflite.export(args, loaded, resolution)
     path = export_onnx(loaded.model, args.out, resolution=resolution)
     mean, std = loaded.mean, loaded.std
     print(f"wrote {path}: input 'input' float32 [batch, {resolution}, {resolution}, 3] NHWC, "

@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 
+from flaxnets.commands import _tflite
 from flaxnets.errors import FlaxnetsError, UsageError
 
 NAME = "predict"
@@ -31,6 +32,9 @@ def add_source_arguments(parser):
 def add_arguments(parser):
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     add_source_arguments(parser)
+    parser.add_argument("--tflite", metavar="FILE",
+                        help="run a .tflite file from `flaxnets export --format tflite` in the LiteRT "
+                             "interpreter instead")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {path, top5}")
     parser.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
     parser.add_argument("--resolution", type=int, help="input size (default: the model's or the run's)")
@@ -156,8 +160,13 @@ def run(args) -> int:
         raise UsageError(f"--top-k {args.top_k}: expected a positive integer")
     if args.crop_fraction is not None and not 0 < args.crop_fraction <= 1:
         raise UsageError(f"--crop-fraction {args.crop_fraction}: expected a value in (0, 1]")
-    check_source(args)
-    loaded = load_source(args)
+    if args.tflite:
+        model, prep = _tflite.predict_source(args)
+        loaded = Loaded(model, prep.resolution, prep.crop_fraction, prep.interpolation, prep.mean, prep.std,
+                        prep.class_names)
+    else:
+        check_source(args)
+        loaded = load_source(args)
     resolution = args.resolution or loaded.resolution
     crop_fraction = args.crop_fraction or loaded.crop_fraction
     mean = args.mean or loaded.mean
@@ -169,7 +178,8 @@ def run(args) -> int:
                 batch.append(center_crop(image, resolution, crop_fraction, loaded.interpolation))
         except (FileNotFoundError, UnidentifiedImageError, IsADirectoryError) as e:
             raise FlaxnetsError(f"cannot read image {path}: {e.__class__.__name__}") from e
-    results, num_classes = classify(loaded.model, np.stack(batch), mean=mean, std=std, top_k=args.top_k)
+    classify_batch = _tflite.classify if args.tflite else classify
+    results, num_classes = classify_batch(loaded.model, np.stack(batch), mean=mean, std=std, top_k=args.top_k)
     names = loaded.class_names if loaded.class_names and len(loaded.class_names) == num_classes else None
     if args.json:
         out = [

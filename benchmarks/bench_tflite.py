@@ -1,0 +1,132 @@
+"""LiteRT (TFLite) float32 and int8 vs ONNX Runtime float32: file size and single-image CPU
+latency, one thread each, side by side in one run.
+
+For each of mobilenet_v3_large, mobilenet_v3_small, efficientnet_lite0 and efficientnet_b0
+(random weights with random BatchNorm statistics, built by the tests' helper: latency does not
+depend on the values) this
+exports the model at its resolution with `flaxnets.export.tflite` (float32, then int8 calibrated
+on `--calibration-images` random pixel images, which fixes ranges but not speed) and with
+`flaxnets.export.onnx`, then times single-image inference: the LiteRT interpreter with
+`num_threads=1` (its default XNNPACK delegate, as on a phone) and an onnxruntime CPU session with
+one intra-op and one inter-op thread. Each runtime takes `--rounds` turns of `--runs` timed
+invocations after `--warmup` untimed ones; the median over all timed runs is reported, with the
+machine and date.
+
+Usage (needs flaxnets[litert] and onnxruntime; on a shared machine run it nice'd and say so):
+    nice -n 10 PYTHONPATH=src python benchmarks/bench_tflite.py --runs 50 --rounds 3
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["XLA_FLAGS"] = " ".join(
+    f for f in os.environ.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f)
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+# The test helpers build zoo models with random weights and BatchNorm statistics.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+MODELS = ["mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_lite0", "efficientnet_b0"]
+
+
+def median_ms(run, x, *, runs: int, warmup: int) -> list[float]:
+    """`runs` timed calls of run(x) after `warmup` untimed ones, in milliseconds."""
+    for _ in range(warmup):
+        run(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    parser.add_argument("--runs", type=int, default=50, help="timed invocations per round")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each runtime takes")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--calibration-images", type=int, default=32)
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args(argv)
+
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    from flaxnets.export.onnx import export_onnx
+    from flaxnets.export.tflite import Preprocessing, export_tflite
+    from flaxnets.models import get_spec
+    from weights.weights_helpers import build
+
+    rows = []
+    folder = Path(tempfile.mkdtemp(prefix="bench_tflite_"))
+    for name in args.models:
+        spec = get_spec(name)
+        r = spec.resolution
+        model = build(name, 0)
+        prep = Preprocessing(r, spec.crop_fraction, spec.interpolation, spec.mean, spec.std)
+        pixels = np.random.default_rng(1).integers(0, 256, (args.calibration_images, r, r, 3), np.uint8)
+        paths = {
+            "litert_float32": export_tflite(model, folder / f"{name}.tflite", prep=prep),
+            "litert_int8": export_tflite(model, folder / f"{name}_int8.tflite", prep=prep, calibration=pixels),
+            "onnx_float32": export_onnx(model, folder / f"{name}.onnx", resolution=r),
+        }
+        runners = {}
+        for kind in ("litert_float32", "litert_int8"):
+            interpreter = Interpreter(model_path=str(paths[kind]), num_threads=1)
+            interpreter.allocate_tensors()
+            detail = interpreter.get_input_details()[0]
+
+            def run(x, interpreter=interpreter, index=detail["index"]):
+                interpreter.set_tensor(index, x)
+                interpreter.invoke()
+
+            x = np.zeros(detail["shape"], detail["dtype"])
+            runners[kind] = (run, x)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(paths["onnx_float32"]), options, providers=["CPUExecutionProvider"])
+        runners["onnx_float32"] = (lambda x, s=session: s.run(["logits"], {"input": x}),
+                                   np.zeros((1, r, r, 3), np.float32))
+        times = {kind: [] for kind in runners}
+        for _ in range(args.rounds):
+            for kind, (run, x) in runners.items():
+                times[kind] += median_ms(run, x, runs=args.runs, warmup=args.warmup)
+        row = {"model": name, "resolution": r}
+        for kind in runners:
+            row[f"{kind}_mb"] = round(paths[kind].stat().st_size / 1e6, 2)
+            row[f"{kind}_ms"] = round(statistics.median(times[kind]), 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n{datetime.date.today()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load average {load:.1f}, nice {os.nice(0)}, "
+          f"{args.rounds} rounds x {args.runs} runs, one thread per runtime")
+    print("| model | LiteRT float32 MB | LiteRT int8 MB | ONNX MB | LiteRT float32 ms | LiteRT int8 ms | "
+          "ONNX Runtime float32 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['model']} ({row['resolution']}) | {row['litert_float32_mb']} | {row['litert_int8_mb']} | "
+              f"{row['onnx_float32_mb']} | {row['litert_float32_ms']} | {row['litert_int8_ms']} | "
+              f"{row['onnx_float32_ms']} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The LiteRT (TFLite) parts of `flaxnets export --format tflite` and `flaxnets predict --tflite`
+(a helper of those commands, not a command itself: the leading underscore keeps it out of the CLI)."""
+
+from __future__ import annotations
+
+from flaxnets.errors import FlaxnetsError, UsageError
+from flaxnets.export.tflite import (CALIBRATION_IMAGES, LiteRTModel, Preprocessing, calibration_images,
+                                    export_tflite, relative_difference, require_litert)
+
+#: Images compared in `--check` of a float export (random pixels) and, at most, of an int8 one
+#: (calibration images).
+CHECK_IMAGES = 8
+
+
+def add_export_arguments(parser):
+    """--int8, --calibration, --calibration-images, --include-preprocessing."""
+    parser.add_argument("--int8", action="store_true",
+                        help="tflite: full-integer int8 post-training quantization (needs --calibration)")
+    parser.add_argument("--calibration", metavar="DIR",
+                        help="tflite --int8: a folder of images or of class folders to calibrate on, "
+                             "through the model's eval transform")
+    parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
+                        help=f"tflite --int8: how many images of --calibration to use (default {CALIBRATION_IMAGES})")
+    parser.add_argument("--include-preprocessing", action="store_true",
+                        help="tflite: the model takes raw uint8 RGB pixels (cropped and resized) and normalises inside")
+
+
+def check_export_arguments(args) -> None:
+    """Usage errors for the tflite flags, and the one-line error when the extra is missing;
+    before any model is loaded."""
+    given = [flag for flag, on in (("--int8", args.int8), ("--calibration", args.calibration),
+                                   ("--include-preprocessing", args.include_preprocessing)) if on]
+    if args.format != "tflite":
+        if given:
+            raise UsageError(f"{given[0]} applies to --format tflite, not {args.format}")
+        return
+    if args.int8 and not args.calibration:
+        raise UsageError("--int8 needs --calibration DIR (a folder of images to calibrate on)")
+    if args.calibration and not args.int8:
+        raise UsageError("--calibration applies to --int8 export; add --int8")
+    if args.calibration_images < 1:
+        raise UsageError(f"--calibration-images {args.calibration_images}: expected a positive integer")
+    require_litert()
+
+
+def export(args, loaded, resolution: int) -> int:
+    """Write the .tflite file for `loaded` (a `predict.Loaded`) and print what it takes."""
+    import numpy as np
+
+    prep = Preprocessing(resolution, loaded.crop_fraction, loaded.interpolation, tuple(loaded.mean),
+                         tuple(loaded.std), loaded.class_names, args.include_preprocessing)
+    calibration = None
+    if args.int8:
+        calibration = calibration_images(args.calibration, args.calibration_images, resolution=resolution,
+                                         crop_fraction=loaded.crop_fraction, interpolation=loaded.interpolation)
+        print(f"calibrating on {len(calibration)} images of {args.calibration}")
+    path = export_tflite(loaded.model, args.out, prep=prep, calibration=calibration)
+    kind = "int8 (full integer)" if args.int8 else "float32"
+    if args.include_preprocessing:
+        given = "uint8 raw RGB pixels (centre-cropped, resized)"
+    else:
+        given = (f"{'int8 (quantised, see the tensor scale/zero point)' if args.int8 else 'float32'} "
+                 f"normalised as (x - {tuple(round(m, 3) for m in prep.mean)}) / "
+                 f"{tuple(round(s, 3) for s in prep.std)} on the 0-255 scale")
+    output = "int8 logits (dequantise with the tensor scale/zero point)" if args.int8 else "float32 logits"
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB), {kind}: input 'input' [1, {resolution}, "
+          f"{resolution}, 3] NHWC {given}; output 'logits' [1, classes] {output}; batch 1 "
+          f"(resize the interpreter's input for batches)")
+    if args.check:
+        if calibration is None:
+            images = np.random.default_rng(0).integers(0, 256, (CHECK_IMAGES, resolution, resolution, 3), np.uint8)
+            what = f"{CHECK_IMAGES} random images"
+        else:
+            images = calibration[:CHECK_IMAGES]
+            what = f"{len(images)} calibration images"
+        difference, agreement = relative_difference(loaded.model, path, images, mean=prep.mean, std=prep.std)
+        print(f"LiteRT vs JAX on {what}: largest relative difference {difference:.2e}, "
+              f"top-1 agreement {agreement:.0%}")
+    return 0
+
+
+def predict_source(args) -> tuple[LiteRTModel, Preprocessing]:
+    """`predict --tflite FILE`: the file in the interpreter and the preprocessing its metadata
+    records."""
+    if args.workdir or args.model or args.weights or args.checkpoint is not None or args.ema is not None:
+        raise UsageError("--tflite FILE replaces --workdir/--model/--weights; give only one source")
+    model = LiteRTModel(args.tflite)
+    prep = model.prep
+    if prep is None:
+        raise FlaxnetsError(f"--tflite {args.tflite}: no flaxnets metadata (expected a file written by "
+                            "`flaxnets export --format tflite`)")
+    if args.resolution is not None and args.resolution != model.resolution:
+        raise UsageError(f"--resolution {args.resolution}: {args.tflite} takes "
+                         f"{model.resolution} x {model.resolution} images")
+    return model, prep
+
+
+def classify(model, images, *, mean, std, top_k: int):
+    """Top-k (class_id, probability) per uint8 image and the number of classes, as
+    `predict.classify` returns them, from a `LiteRTModel`."""
+    import numpy as np
+
+    logits = model.logits(images, mean=mean, std=std)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    top = np.argsort(-probs, axis=-1)[:, :top_k]
+    return [[(int(c), float(p[c])) for c in row] for row, p in zip(top, probs)], probs.shape[-1]
