@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flaxnets.errors import FlaxnetsError
-from test_loop import read_lines, saved_state, train
+from loop_helpers import read_lines, saved_state, train
 
 
 @pytest.mark.slow

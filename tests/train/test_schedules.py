@@ -149,3 +149,16 @@ def test_cosine_shorter_than_warmup_is_rejected():
                     train=TrainConfig(global_batch_size=10, epochs=10))
     with pytest.raises(UsageError, match="longer than the warmup"):
         build_schedule(config, 100)
+
+
+def test_schedule_counts_the_data_unless_the_recipe_describes_the_same_data_set():
+    from flaxnets.train.schedules import schedule_examples
+
+    assert schedule_examples(None, 200) == (200, None)
+    assert schedule_examples(1_281_167, 1_281_167) == (1_281_167, None)
+    # A copy of ImageNet with a few unreadable files: the reference's count, said once.
+    count, note = schedule_examples(1_281_167, 1_281_160)
+    assert count == 1_281_167 and "1,281,160" in note and "data.num_train_examples=none" in note
+    # Other data (a fine-tune, a subset): its own epochs, with both numbers and the key.
+    count, note = schedule_examples(1_281_167, 200)
+    assert count == 200 and "1,281,167" in note and "200 found" in note and "train.epochs" in note

@@ -58,7 +58,8 @@ def run(args) -> int:
 
     import jax
 
-    from flaxnets.train.loop import check_workdir, train_and_evaluate
+    from flaxnets.train.loop import train_and_evaluate
+    from flaxnets.train.workdir import check_workdir
 
     check_workdir(args.workdir)
     result = train_and_evaluate(config, data_dir=args.data, workdir=args.workdir, init_from=args.init_from,

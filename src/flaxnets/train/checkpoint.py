@@ -18,9 +18,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
-CHECKPOINT_DIR = "checkpoints"
+from flaxnets.errors import FlaxnetsError
+from flaxnets.train.workdir import CHECKPOINT_DIR
+
 BEST_METRIC = "eval_top1"
 
 
@@ -102,6 +105,8 @@ class Checkpointer:
             enable_async_checkpointing=async_save,
             create=not read_only,
             read_only=read_only,
+            # Orbax sets 0 itself for a read-only manager, with a warning on every eval / predict.
+            save_interval_steps=0 if read_only else 1,
         )
         self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "data"), options=options)
 
@@ -145,8 +150,6 @@ class Checkpointer:
         and out of the way of the resumed run, which will save that step again); the next older
         one is tried. Raises FlaxnetsError when none is readable.
         """
-        from flaxnets.errors import FlaxnetsError
-
         steps = self.all_steps()
         for step in reversed(steps):
             try:
@@ -166,10 +169,6 @@ class Checkpointer:
         raise FlaxnetsError(f"no readable checkpoint in {self.directory} (tried steps {steps}); "
                             "move the directory away to start afresh")
 
-    def wait(self) -> None:
-        """Block until pending asynchronous saves are on disk."""
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
         """Finish pending saves and release the manager."""
         self.manager.wait_until_finished()
@@ -178,8 +177,6 @@ class Checkpointer:
 
 def _sync(name: str) -> None:
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)
 
 

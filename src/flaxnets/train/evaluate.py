@@ -10,7 +10,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from flaxnets import data as data_lib
 from flaxnets.train import parallel
+from flaxnets.train.restore import restore_run
 from flaxnets.train.state import split_model
 from flaxnets.train.step import make_eval_step
 
@@ -88,9 +90,6 @@ def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_siz
     `checkpoint`: "latest", "best" or a step number. Preprocessing is the run's own (its
     config.json). Returns eval_top1 / eval_top5 / eval_count (+ EMA figures) and "step".
     """
-    from flaxnets import data as data_lib
-    from flaxnets.train.restore import restore_run
-
     run = restore_run(workdir, checkpoint)
     mesh = run.mesh
     prep = run.preprocessing()
