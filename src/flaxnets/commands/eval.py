@@ -1,5 +1,9 @@
 """`flaxnets eval`: top-1 / top-5 over every image of a labelled data set."""
 
+import json
+
+from flaxnets.errors import UsageError
+
 NAME = "eval"
 HELP = ("Evaluate a run's saved weights (--workdir) or imported weights (--model NAME --weights FILE) "
         "on every image of a labelled folder.")
@@ -42,10 +46,7 @@ def _evaluate_weights(args) -> dict:
 
 
 def run(args) -> int:
-    import json
-
     from flaxnets.commands.train import check_data_dir
-    from flaxnets.errors import UsageError
 
     if bool(args.workdir) == bool(args.model or args.weights):
         raise UsageError("give either --workdir DIR, or --model NAME with --weights FILE")

@@ -1,5 +1,9 @@
 """`flaxnets prepare SRC OUT`: pack an image folder data set into ArrayRecord shards."""
 
+from pathlib import Path
+
+from flaxnets.errors import FlaxnetsError, UsageError
+
 NAME = "prepare"
 HELP = "Pack an image-folder data set (ImageNet layout) into resumable ArrayRecord shards."
 
@@ -14,11 +18,8 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from flaxnets.data.records import prepare_split
     from flaxnets.data.sources import open_source
-    from flaxnets.errors import FlaxnetsError, UsageError
 
     if args.workers < 0:
         raise UsageError(f"--workers {args.workers}: expected 0 or more")

@@ -73,15 +73,24 @@ class DataStateRestore(ocp.args.CheckpointArgs):
     pass
 
 
-class _NoMetricNotice(logging.Filter):
-    """Drops Orbax's notice for saves without metrics: only evaluation steps carry top-1, and
-    the best-checkpoint policy is built for that."""
+#: Orbax notices that mean nothing to a user: saves without metrics (only evaluation steps carry
+#: top-1, and the best-checkpoint policy is built for that), and the two warnings a read-only
+#: manager gives every time eval, predict or export read a run back.
+_QUIET_NOTICES = (
+    "Requested `tracked_metric`",
+    "Given directory is read only",
+    "CheckpointManagerOptions.read_only=True",
+)
+
+
+class _QuietOrbax(logging.Filter):
+    """Drops `_QUIET_NOTICES` from the absl logger Orbax writes to."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Requested `tracked_metric`")
+        return not str(record.msg).startswith(_QUIET_NOTICES)
 
 
-logging.getLogger("absl").addFilter(_NoMetricNotice())
+logging.getLogger("absl").addFilter(_QuietOrbax())
 
 
 def _best_metric(metrics) -> float:
@@ -105,8 +114,6 @@ class Checkpointer:
             enable_async_checkpointing=async_save,
             create=not read_only,
             read_only=read_only,
-            # Orbax sets 0 itself for a read-only manager, with a warning on every eval / predict.
-            save_interval_steps=0 if read_only else 1,
         )
         self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "data"), options=options)
 
