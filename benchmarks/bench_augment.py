@@ -113,10 +113,10 @@ def opencv_transform(files: list[str]):
     import cv2
     import numpy as np
 
-    from flaxnets.data.augment import RandAugment
+    from flaxnets.data.benchmark import make_augment
 
     cv2.setNumThreads(1)
-    augment = RandAugment(num_layers=2, magnitude=15)
+    augment = make_augment("randaugment")
     blobs = [np.frombuffer(Path(f).read_bytes(), np.uint8) for f in files]
     rng = np.random.default_rng(0)
 
@@ -140,11 +140,11 @@ def library_transform(files: list[str]):
     import cv2
     import numpy as np
 
-    from flaxnets.data.augment import RandAugment
+    from flaxnets.data.benchmark import make_augment
     from flaxnets.data.transforms import train_transform
 
     cv2.setNumThreads(1)
-    augment = RandAugment(num_layers=2, magnitude=15)
+    augment = make_augment("randaugment")
     blobs = [Path(f).read_bytes() for f in files]
     rng = np.random.default_rng(0)
 

@@ -6,11 +6,15 @@ application with `weights=None` on the JAX backend, at equal batch, resolution a
 and prints images/s of both and the ratio ours / Keras, with the machine and date.
 
 Both sides are measured the same way: a `jax.jit`-compiled pure step (compiled before timing),
-`warmup` untimed steps, then `steps` timed steps ending in `block_until_ready`. Train steps of
-both are forward + softmax cross-entropy on logits + backward + SGD with momentum 0.9 + BatchNorm
-statistics update; Keras's is its documented stateless JAX step (`stateless_call` +
+`warmup` untimed steps, then `steps` timed steps ending in `block_until_ready`. Our train step
+is the one `flaxnets train` runs for the model's reference recipe (`flaxnets benchmark model`:
+mobilenet_v3_*_tfvision, efficientnet_b0_tpu; their optimizer, weight decay, EMA, label
+smoothing and BatchNorm grouping, on uint8 images normalised on the device), at the precision
+given here. Keras's is forward + softmax cross-entropy on logits + backward + SGD with momentum
+0.9 + BatchNorm statistics update, its documented stateless JAX step (`stateless_call` +
 `optimizer.stateless_apply` under `jax.jit`), which avoids `train_on_batch`'s per-call Python
-overhead; `--keras-step train_on_batch` times that instead. Inference is the eval-mode forward
+overhead; `--keras-step train_on_batch` times that instead. Ours therefore does a little more
+work per step (the recipe's optimizer and EMA) than Keras's. Inference is the eval-mode forward
 pass (`stateless_call(training=False)` under `jax.jit`).
 
 Keras's EfficientNetB0 always contains its input Rescaling + Normalization layers (two

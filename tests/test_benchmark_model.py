@@ -6,7 +6,7 @@ import pytest
 
 from flaxnets.cli import main
 from flaxnets.errors import UsageError
-from flaxnets.train.benchmark import benchmark_model
+from flaxnets.train.benchmark import benchmark_model, reference_recipe as bench_reference
 
 KEYS = {"images_per_second", "step_time_s", "compile_time_s", "peak_memory_bytes",
         "peak_memory_note", "devices", "backend", "parameters", "batch", "resolution", "mode", "dtype"}
@@ -17,9 +17,25 @@ TINY = ["benchmark", "model", "mobilenet_v3_small", "--batch", "4", "--resolutio
 
 
 @pytest.mark.slow
-def test_train_json_keys_and_values(capsys):
+def test_train_json_keys_and_values(capsys, monkeypatch):
+    # The timed step is the trainer's own, built from the model's reference recipe.
+    import flaxnets.train.benchmark as bench
+    from flaxnets.recipes import load_recipe
+
+    built = []
+    original = bench.train_step_from_config
+
+    def recording(config, *args, **kwargs):
+        built.append(config)
+        return original(config, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "train_step_from_config", recording)
     assert main(TINY + ["--mode", "train", "--steps", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
+    recipe = load_recipe("mobilenet_v3_small_tfvision")
+    assert result["recipe"] == "mobilenet_v3_small_tfvision" and len(built) == 1
+    assert (built[0].optimizer, built[0].ema, built[0].loss) == (recipe.optimizer, recipe.ema, recipe.loss)
+    assert built[0].model.bn_group_size == recipe.model.bn_group_size and built[0].train.global_batch_size == 4
     assert KEYS <= set(result)
     assert result["mode"] == "train" and result["batch"] == 4 and result["resolution"] == 32
     assert result["devices"] == 4  # the batch of 4 was sharded over conftest's 4 CPU devices
@@ -38,6 +54,13 @@ def test_infer_table_output(capsys):
     out = capsys.readouterr().out
     assert "infer / float32" in out and "4 x 32px" in out and "images/s" in out
     assert "convolutions" in out
+
+
+def test_reference_recipe_of_a_model():
+    assert bench_reference("mobilenet_v3_large") == "mobilenet_v3_large_tfvision"
+    assert bench_reference("efficientnet_b0") == "efficientnet_b0_tpu"
+    with pytest.raises(UsageError, match=r"no bundled recipe trains mobilenet_v2; give --recipe NAME"):
+        bench_reference("mobilenet_v2")
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -12,7 +12,7 @@ import flaxnets.models
 from flaxnets import cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
-from test_loop import OVERRIDES, create_tiny_model  # noqa: E402  (the loop tests' tiny network)
+from loop_helpers import OVERRIDES, create_tiny_model  # noqa: E402  (the loop tests' tiny network)
 
 
 def sets(*items):

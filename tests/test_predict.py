@@ -68,3 +68,38 @@ def test_export_command_writes_onnx(weights_file, tmp_path, capsys):
     assert out.is_file()
     difference = float(text.split("relative difference: ")[1])
     assert difference < 1e-4
+
+
+@pytest.mark.slow
+def test_predict_and_eval_give_the_same_logits(weights_file, images, tmp_path, monkeypatch, capsys):
+    # One evaluation path: predict decodes the file with the eval transform and runs the eval
+    # step that `flaxnets eval` runs, so the same image and weights give the same logits.
+    import shutil
+
+    from flaxnets.train import evaluate
+
+    folder = tmp_path / "data" / "val" / "cat"
+    folder.mkdir(parents=True)
+    shutil.copy(images[0], folder / "cat.jpg")
+    recorded = []
+    original = evaluate.make_eval_step
+
+    def recording_make_eval_step(*args, **kwargs):
+        step = original(*args, **kwargs)
+
+        def recording_step(*step_args):
+            out = step(*step_args)
+            mask = np.asarray(step_args[-1]["mask"])
+            recorded.append(np.asarray(out["logits"])[mask])
+            return out
+
+        return recording_step
+
+    monkeypatch.setattr(evaluate, "make_eval_step", recording_make_eval_step)
+    source = ["--model", "mobilenet_v3_small", "--weights", str(weights_file)]
+    assert main(["predict", *source, "--json", images[0]]) == 0
+    assert main(["eval", *source, "--data", str(tmp_path / "data"), "--batch-size", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["eval_count"] == 1
+    predicted, evaluated = recorded
+    assert predicted.shape == evaluated.shape == (1, 1000)
+    np.testing.assert_allclose(predicted, evaluated, rtol=0, atol=1e-6)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from flaxnets.cli import main
+from flaxnets.config import Config, ModelConfig
 from flaxnets.errors import FlaxnetsError
 from flaxnets.report import PLOT_FILES, read_metrics, write_report
 
@@ -17,6 +18,11 @@ EVALS = {
     3: dict(eval_top1=0.7442, eval_top5=0.9212, eval_ema_top1=0.60, eval_ema_top5=0.80),
     4: dict(eval_top1=0.7409, eval_top5=0.9200, eval_ema_top1=0.6152, eval_ema_top5=0.85),
 }
+
+
+def run_config(recipe, model="mobilenet_v3_large", **fields):
+    """config.json's content as the trainer writes it: a resolved Config."""
+    return Config(name=recipe, model=ModelConfig(name=model), **fields).to_dict()
 
 
 def write_run(workdir, evals=EVALS, config=None, trailer=""):
@@ -49,9 +55,8 @@ def table_rows(markdown):
 
 def test_table_rows_percentages_and_best_markers(tmp_path):
     # The shape of the trainer's resolved Config: the recipe's name at the top level.
-    run = write_run(tmp_path / "mnv3", config={
-        "name": "mobilenet_v3_large_tfvision", "source": "TF-Vision Model Garden",
-        "model": {"name": "mobilenet_v3_large", "dtype": "bfloat16"}, "published_top1": 75.7})
+    run = write_run(tmp_path / "mnv3", config=run_config("mobilenet_v3_large_tfvision",
+                                                         source="TF-Vision Model Garden"))
     path = write_report([run], tmp_path / "out")
     text = path.read_text()
     header, rows = table_rows(text)
@@ -94,10 +99,9 @@ def test_missing_config_and_missing_values_tolerated(tmp_path):
 
 
 def test_several_workdirs_compared(tmp_path):
-    a = write_run(tmp_path / "a" / "tfvision", config={"recipe": "mobilenet_v3_large_tfvision",
-                                                       "published_top1": 0.757})
+    a = write_run(tmp_path / "a" / "tfvision", config=run_config("mobilenet_v3_large_tfvision"))
     better = {k: {**v, "eval_top1": v["eval_top1"] + 0.01} for k, v in EVALS.items()}
-    b = write_run(tmp_path / "b" / "paper", evals=better, config={"recipe": "mobilenet_v3_large_paper"})
+    b = write_run(tmp_path / "b" / "paper", evals=better, config=run_config("mobilenet_v3_large_paper"))
     text = write_report([a, b], tmp_path / "out").read_text()
     comparison = [line for line in text.splitlines() if line.startswith("| tfvision") or line.startswith("| paper")]
     assert comparison[0].split(" | ")[:4] == ["| tfvision", "mobilenet_v3_large_tfvision", "4", "74.42"]
@@ -161,10 +165,8 @@ def test_cli_default_out_and_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_bundled_recipe_published_top1_used_when_config_has_none(tmp_path):
-    paper = write_run(tmp_path / "paper", config={
-        "name": "mobilenet_v3_large_paper", "model": {"name": "mobilenet_v3_large"}})
-    mnv4 = write_run(tmp_path / "mnv4", config={
-        "name": "mobilenet_v3_large_mnv4_setup", "model": {"name": "mobilenet_v3_large"}})
+    paper = write_run(tmp_path / "paper", config=run_config("mobilenet_v3_large_paper"))
+    mnv4 = write_run(tmp_path / "mnv4", config=run_config("mobilenet_v3_large_mnv4_setup"))
     text = write_report([paper, mnv4], tmp_path / "out").read_text()
     paper_section = text[text.index("## paper"):text.index("## mnv4")]
     mnv4_section = text[text.index("## mnv4"):]

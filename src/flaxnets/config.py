@@ -35,10 +35,9 @@ from flaxnets.errors import UsageError
 from flaxnets.optimizers import OPTIMIZERS, SCHEDULES
 
 #: Parameter kinds reported by `flaxnets.models.param_kinds`; weight-decay masks select among them.
-PARAM_KINDS = ("conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias", "layer_scale")
-
 ParamKind = Literal["conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias",
                     "layer_scale"]
+PARAM_KINDS: tuple[str, ...] = typing.get_args(ParamKind)
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,8 @@ class DataConfig:
     mixup_alpha: float = 0.0
     #: CutMix Beta-distribution alpha (0: off).
     cutmix_alpha: float = 0.0
-    #: Training-set size used for steps_per_epoch (None: count the data).
+    #: Training-set size the recipe was written for; the schedule uses it when the data's count is
+    #: within 1% of it, else the data's count (docs/TRAINING.md). None: count the data.
     num_train_examples: Optional[int] = None
     #: Loader worker processes per host.
     workers: int = 0

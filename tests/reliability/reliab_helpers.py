@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 PYTHON = sys.executable
 
@@ -112,3 +114,11 @@ def load_state(path) -> dict:
         tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
         args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
         return ckptr.restore(path, restore_args=args)
+
+
+def flatten(tree) -> dict:
+    """path -> array for every leaf of a nested dict / list tree."""
+    import jax
+
+    return {jax.tree_util.keystr(path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}

@@ -12,8 +12,7 @@ import socket
 import numpy as np
 import pytest
 
-from reliab_helpers import DEVICES, load_state, read_losses, start_train, wait_ok
-from test_resume import flatten
+from reliab_helpers import DEVICES, flatten, load_state, read_losses, start_train, wait_ok
 
 pytestmark = pytest.mark.slow
 

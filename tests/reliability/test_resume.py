@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from reliab_helpers import (
-    kill_when, load_state, read_losses, start_train, wait_ok,
+    flatten, kill_when, load_state, read_losses, start_train, wait_ok,
 )
 
 pytestmark = pytest.mark.slow
@@ -33,14 +33,6 @@ def _assert_same_run(resumed: Path, reference: Path):
         assert la.keys() == lb.keys()
         for name in la:
             np.testing.assert_array_equal(la[name], lb[name], err_msg=f"{key}/{name}")
-
-
-def flatten(tree) -> dict:
-    """path -> array for every leaf of a nested dict / list tree."""
-    import jax
-
-    return {jax.tree_util.keystr(path): np.asarray(leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _committed_steps(workdir: Path) -> list[int]:

@@ -12,8 +12,8 @@ from flax import nnx
 
 from flaxnets.train.state import create_train_state
 from flaxnets.train.step import ema_decay_at, make_train_step
-from test_loop import read_lines, saved_state, train
-from test_step import MEAN, STD, TinyNet, batch, loss_fn, tree_max_diff
+from loop_helpers import read_lines, saved_state, train
+from step_helpers import MEAN, STD, TinyNet, batch, loss_fn, tree_max_diff
 
 
 def halving(step):
@@ -91,7 +91,7 @@ LOOP_STEPS = 4  # 0.1 epoch of 44 steps
 
 def test_loop_with_accumulation_logs_the_schedule_and_averages_once_per_optimizer_step(digits, tmp_path):
     from flaxnets.train.schedules import build_schedule
-    from test_loop import config
+    from loop_helpers import config
 
     extra = ["train.grad_accum_steps=2", "train.epochs=0.1", "schedule.name=cosine",
              "schedule.decay_epochs=0.2", "ema.decay=0.99",

@@ -18,7 +18,7 @@ from flaxnets.recipes import load_recipe
 from flaxnets.train import parallel
 from flaxnets.train.state import create_train_state
 from flaxnets.train.step import make_train_step
-from test_step import MEAN, STD, TinyNet, batch, loss_fn
+from step_helpers import MEAN, STD, TinyNet, batch, loss_fn
 
 BATCH = 16
 GROUP = 4  # = BATCH / 4 devices: one group per device, as per-replica BN
@@ -155,7 +155,7 @@ def test_the_loop_builds_the_model_with_the_recipes_group_size(tmp_path, monkeyp
     # The loop hands config.model.overrides() to create_model; a stand-in records the group size
     # and builds the grouped TinyNet, and one step of 32 examples on 4 devices runs with it.
     from flaxnets.data.digits import export_digits
-    from test_loop import create_tiny_model, read_lines, train
+    from loop_helpers import create_tiny_model, read_lines, train
 
     built = []
 
@@ -166,7 +166,7 @@ def test_the_loop_builds_the_model_with_the_recipes_group_size(tmp_path, monkeyp
         return model
 
     export_digits(tmp_path / "digits", size=32)
-    monkeypatch.setattr("test_loop.create_tiny_model", create_grouped)
+    monkeypatch.setattr("loop_helpers.create_tiny_model", create_grouped)
     result = train(tmp_path / "digits", tmp_path / "run", "train.epochs=0.023", "model.bn_group_size=8")
     assert built == [8]
     assert result["step"] == 1

@@ -1,5 +1,7 @@
 """Checkpointer: round trip of an NNX/Optax state and the data position, keep-last-K plus best."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,8 +49,20 @@ def test_keeps_last_k_and_best(tmp_path):
     for step, acc in top1.items():
         ckpt.save(step, state, metrics={"eval_top1": acc})
     ckpt.save(6, state)  # a mid-epoch save without evaluation metrics
-    ckpt.wait()
+    ckpt.manager.wait_until_finished()
     assert ckpt.all_steps() == [2, 5, 6]
     assert ckpt.best_step() == 2
     assert ckpt.latest_step() == 6
     ckpt.close()
+
+
+def test_reading_a_run_back_logs_no_orbax_notice(tmp_path, caplog):
+    # eval / predict / export open the checkpoints read-only: no library notice on the console.
+    ckpt = Checkpointer(str(tmp_path), keep=2)
+    ckpt.save(1, _state(0))
+    ckpt.close()
+    caplog.set_level("INFO")
+    reader = Checkpointer(str(tmp_path), keep=2, async_save=False, read_only=True)
+    assert reader.latest_step() == 1
+    reader.close()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

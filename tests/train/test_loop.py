@@ -2,98 +2,20 @@
 an interrupted run resumes exactly, evaluation counts every image once, and 4 devices give the
 losses of 1 (BatchNorm over the global batch).
 
-The zoo network is swapped for a tiny one (conv, BatchNorm, dropout, linear) through
-`flaxnets.models.create_model`, which the loop looks up at call time: a MobileNet train step
-takes over a minute to compile on 2 CPU cores, and what these tests check is the loop, not the
-network. The runs are module-scoped and shared between the tests.
+The network is the tiny one of `loop_helpers`. The runs are module-scoped and shared between
+the tests.
 """
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from loop_helpers import HERE, NUM_STEPS, SRC, create_tiny_model, read_lines, saved_state, train, train_losses
 
 import flaxnets.models
-from flaxnets.config import apply_overrides
-from flaxnets.models.layers import BatchNorm
-from flaxnets.recipes import load_recipe
-
-HERE = Path(__file__).resolve().parent
-SRC = HERE.parents[1] / "src"
-
-# 1,437 training images / 32 = 44 steps per epoch; 0.3 epochs = 13 steps.
-OVERRIDES = [
-    "train.global_batch_size=32", "train.epochs=0.3", "schedule.warmup_epochs=0", "schedule.base_lr=0.1",
-    "eval.every_steps=6", "eval.batch_size=100", "log.every_steps=1", "checkpoint.keep=3",
-]
-NUM_STEPS = 13
-
-
-class TinyNet(nnx.Module):
-    """conv 3x3 / 2 -> BatchNorm -> ReLU -> 2x2 average pool -> flatten -> dropout -> linear
-    (keeps the layout, so a few steps separate the digits)."""
-
-    def __init__(self, num_classes=10, *, rngs, bn_momentum=0.9, dropout_rate=0.1, dtype=jnp.float32, **_):
-        self.conv = nnx.Conv(3, 8, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
-        self.bn = BatchNorm(8, momentum=bn_momentum)
-        self.dropout = nnx.Dropout(dropout_rate)
-        self.head = nnx.Linear(8 * 8 * 8, num_classes, dtype=dtype, rngs=rngs)
-
-    def __call__(self, x, rngs=None):
-        x = nnx.avg_pool(nnx.relu(self.bn(self.conv(x))), (2, 2), strides=(2, 2))
-        x = x.reshape(x.shape[0], -1)
-        return self.head(self.dropout(x, rngs=rngs)).astype(jnp.float32)
-
-
-def create_tiny_model(name, *, num_classes=1000, rngs=None, **overrides):
-    """Stand-in for `flaxnets.models.create_model` (same signature)."""
-    return TinyNet(num_classes, rngs=rngs if rngs is not None else nnx.Rngs(0), **overrides)
-
-
-def config(*extra):
-    return apply_overrides(load_recipe("digits_demo"), OVERRIDES + list(extra))
-
-
-def train(data_dir, workdir, *extra, stop_after_steps=None):
-    """One in-process run with the tiny network."""
-    from flaxnets.train.loop import train_and_evaluate
-
-    original = flaxnets.models.create_model
-    flaxnets.models.create_model = create_tiny_model
-    try:
-        return train_and_evaluate(config(*extra), data_dir=str(data_dir), workdir=str(workdir),
-                                  stop_after_steps=stop_after_steps)
-    finally:
-        flaxnets.models.create_model = original
-
-
-def read_lines(workdir):
-    return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
-
-
-def train_losses(workdir):
-    return [(r["step"], r["train_loss"]) for r in read_lines(workdir) if "train_loss" in r]
-
-
-def saved_state(workdir, step=None):
-    """The train state saved in `workdir` (latest step by default), as numpy leaves by path."""
-    from flaxnets.train.checkpoint import Checkpointer
-
-    ckpt = Checkpointer(str(workdir), async_save=False, read_only=True)
-    try:
-        step = ckpt.latest_step() if step is None else step
-        state, _ = ckpt.restore(step, None, with_data=False)
-    finally:
-        ckpt.close()
-    return step, {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(state)}
-
 
 @pytest.fixture(scope="module")
 def runs(digits, tmp_path_factory):
@@ -171,8 +93,8 @@ import json, sys
 sys.path[:0] = [{here!r}, {src!r}]
 import jax
 assert jax.device_count() == 1, jax.devices()
-import test_loop
-test_loop.train({data!r}, {workdir!r}, stop_after_steps=5)
+import loop_helpers
+loop_helpers.train({data!r}, {workdir!r}, stop_after_steps=5)
 """
 
 
@@ -190,3 +112,26 @@ def test_one_device_gives_the_losses_of_four(runs, digits, tmp_path):
     one = train_losses(workdir)
     assert [s for s, _ in one] == [s for s, _ in four]
     np.testing.assert_allclose([v for _, v in one], [v for _, v in four], rtol=2e-4)
+
+
+def test_start_summary_is_printed_and_written(runs):
+    text = (runs["dirs"]["a"] / "summary.txt").read_text()
+    for fact in ("recipe digits_demo", "parameters, 10 classes", "train 1,437 examples, eval 360, 10 classes",
+                 "global 32, per device 8 x 1", "4 cpu device(s) in 1 process(es)", "float32 compute",
+                 "44 steps per epoch of 1,437 examples, 13 steps (0.3 epochs)", "fresh start"):
+        assert fact in text, fact
+    parameters = int(text.split(" parameters")[0].split(", ")[-1].replace(",", ""))
+    assert parameters == 3 * 3 * 3 * 8 + 8 + 2 * 8 + 8 * 8 * 8 * 10 + 10  # TinyNet's conv, BN, head
+    resumed = (runs["dirs"]["resumed"] / "summary.txt").read_text()
+    assert "resuming from the checkpoint at step 5" in resumed
+
+
+def test_a_recipe_written_for_other_data_counts_epochs_of_this_data(digits, tmp_path, capsys):
+    # ImageNet's count on the digits: 0.023 epoch is 1 step of this data, not 920 of ImageNet's.
+    result = train(digits, tmp_path / "run", "train.epochs=0.023", "data.num_train_examples=1281167",
+                   stop_after_steps=1)
+    assert result["num_steps"] == 1
+    err = capsys.readouterr().err
+    note = [line for line in err.splitlines() if "num_train_examples" in line]
+    assert len(note) == 1 and "1,437 training examples found" in note[0] and "1,281,167" in note[0]
+    assert "train.epochs" in note[0]

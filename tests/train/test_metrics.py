@@ -3,8 +3,13 @@
 import io
 import json
 
-from flaxnets.train.metrics import MetricWriter, read_metrics, truncate_metrics
+from flaxnets.train.metrics import MetricWriter, truncate_metrics
 from flaxnets.train.progress import ProgressBar, format_duration
+
+
+def read_metrics(workdir):
+    """Every record of WORKDIR/metrics.jsonl, in order."""
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_writes_jsonl_and_tensorboard(tmp_path):
@@ -71,3 +76,14 @@ def test_progress_bar_line_mode_and_tty_mode():
 def test_format_duration():
     assert format_duration(59) == "0:59"
     assert format_duration(3725) == "1:02:05"
+
+
+def test_progress_in_a_log_file_is_printed_at_least_once_a_minute():
+    now = [0.0]
+    out = io.StringIO()
+    bar = ProgressBar(1000, stream=out, every=100, clock=lambda: now[0])
+    for step in range(1, 8):
+        now[0] += 25.0  # a slow run: 25 s per step, far from the next multiple of 100
+        bar.update(step)
+    steps = [line.split("step ")[1].split("/")[0] for line in out.getvalue().splitlines()]
+    assert steps == ["3", "6"]  # 75 s and 150 s: no silence of a minute or more after a line

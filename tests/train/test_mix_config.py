@@ -9,13 +9,13 @@ import pytest
 
 from flaxnets.config import Config, DataConfig
 from flaxnets.errors import UsageError
-from flaxnets.train.loop import _mix_fn
+from flaxnets.train.from_config import mix_from_config
 
 
 def _mixed_fraction(prob, switch_prob=0.5, trials=64):
     config = Config(data=DataConfig(mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=prob,
                                     mix_switch_prob=switch_prob))
-    mix = _mix_fn(config)
+    mix = mix_from_config(config)
     images = jnp.arange(4 * 8 * 8 * 3, dtype=jnp.float32).reshape(4, 8, 8, 3)
     labels = jax.nn.one_hot(jnp.arange(4), 4)
     mixed = jax.jit(jax.vmap(lambda key: mix(images, labels, key)[1]))(

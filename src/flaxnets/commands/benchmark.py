@@ -22,7 +22,13 @@ def add_arguments(parser):
     model.add_argument("--batch", type=int, default=128, help="global batch size (default 128)")
     model.add_argument("--resolution", type=int, default=None, help="input resolution (default: the model's)")
     model.add_argument("--mode", choices=["train", "infer"], default="train", help="what to time")
-    model.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16", help="compute dtype")
+    model.add_argument("--dtype", choices=["bfloat16", "float32"], default=None,
+                       help="compute dtype (default: the recipe's for train, bfloat16 for infer)")
+    model.add_argument("--recipe", metavar="NAME",
+                       help="train: the recipe whose step is timed (optimizer, EMA, loss, BatchNorm grouping, "
+                            "precision), default the model's reference recipe, e.g. mobilenet_v3_large_tfvision")
+    model.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="train: override a recipe field, as `flaxnets train --set` (repeatable)")
     model.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     model.add_argument("--json", action="store_true", help="print one JSON object")
 

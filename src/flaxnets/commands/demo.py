@@ -6,6 +6,9 @@ held-out digits, and writes the results report. Rerunning resumes (or, when fini
 run in the work directory.
 """
 
+import time
+from pathlib import Path
+
 NAME = "demo"
 HELP = "Train and evaluate mobilenet_v3_small on the bundled digits, then write the report."
 
@@ -18,9 +21,6 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import time
-    from pathlib import Path
-
     from flaxnets.commands.train import load_config
 
     config = load_config("digits_demo", args.overrides)

@@ -1,5 +1,9 @@
 """`flaxnets eval`: top-1 / top-5 over every image of a labelled data set."""
 
+import json
+
+from flaxnets.errors import UsageError
+
 NAME = "eval"
 HELP = ("Evaluate a run's saved weights (--workdir) or imported weights (--model NAME --weights FILE) "
         "on every image of a labelled folder.")
@@ -19,43 +23,30 @@ def add_arguments(parser):
 
 def _evaluate_weights(args) -> dict:
     import jax
-    import numpy as np
 
     from flaxnets import data as data_lib
     from flaxnets.models import get_spec
+    from flaxnets.train import parallel
+    from flaxnets.train.evaluate import eval_batch_size, evaluate, model_evaluator
     from flaxnets.weights import create_pretrained
 
     spec = get_spec(args.model)
     model, info = create_pretrained(args.model, args.weights)
-    mean = info.mean or spec.mean
-    std = info.std or spec.std
-    batch_size = args.batch_size or 64
-    loader = data_lib.eval_loader(args.data, image_size=spec.resolution, crop_fraction=spec.crop_fraction,
-                                  interpolation=spec.interpolation, global_batch_size=batch_size, split=args.split)
-    from flax import nnx
-
-    @nnx.jit
-    def counts(model, images, labels, mask):
-        x = (images.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-        logits = model(x)
-        top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-        hit1 = (top5[:, 0] == labels) & mask
-        hit5 = (top5 == labels[:, None]).any(-1) & mask
-        return hit1.sum(), hit5.sum(), mask.sum()
-
-    top1 = top5 = count = 0
-    for batch in loader:
-        a, b, c = counts(model, batch["image"], batch["label"], batch["mask"])
-        top1, top5, count = top1 + int(a), top5 + int(b), count + int(c)
-    return {"eval_top1": top1 / max(count, 1), "eval_top5": top5 / max(count, 1), "eval_count": count,
+    mesh = parallel.make_mesh()
+    loader = data_lib.eval_loader(
+        args.data, image_size=spec.resolution, crop_fraction=spec.crop_fraction,
+        interpolation=spec.interpolation, global_batch_size=eval_batch_size(args.batch_size or 64, mesh.devices.size),
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        device_count=jax.local_device_count(), split=args.split)
+    eval_step, variables = model_evaluator(model, mean=info.mean or spec.mean, std=info.std or spec.std, mesh=mesh)
+    result = evaluate(eval_step, {"raw": variables}, iter(loader), mesh)["raw"]
+    return {"eval_top1": result["top1"] if result["count"] else 0.0,
+            "eval_top5": result["top5"] if result["count"] else 0.0, "eval_count": result["count"],
             "eval_skipped": loader.coverage()["num_skipped"]}
 
 
 def run(args) -> int:
-    import json
-
     from flaxnets.commands.train import check_data_dir
-    from flaxnets.errors import UsageError
 
     if bool(args.workdir) == bool(args.model or args.weights):
         raise UsageError("give either --workdir DIR, or --model NAME with --weights FILE")

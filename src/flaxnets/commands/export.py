@@ -27,15 +27,16 @@ def add_arguments(parser):
 def run(args) -> int:
     from flaxnets.commands.predict import check_source, load_source
     from flaxnets.export.onnx import export_onnx, relative_difference
+    from flaxnets.models.registry import MIN_RESOLUTION
 
     check_source(args)
     _tflite.check_export_arguments(args)
-    if args.resolution is not None and args.resolution < 32:
-        raise UsageError(f"--resolution {args.resolution}: expected at least 32")
+    if args.resolution is not None and args.resolution < MIN_RESOLUTION:
+        raise UsageError(f"--resolution {args.resolution}: expected at least {MIN_RESOLUTION}")
     loaded = load_source(args)
     resolution = args.resolution or loaded.resolution
-    if resolution < 32:
-        raise UsageError(f"input size {resolution} (the run's): expected at least 32; give --resolution")
+    if resolution < MIN_RESOLUTION:
+        raise UsageError(f"input size {resolution} (the run's): expected at least {MIN_RESOLUTION}; give --resolution")
     if args.format == "tflite":
         return _tflite.export(args, loaded, resolution)
     path = export_onnx(loaded.model, args.out, resolution=resolution)

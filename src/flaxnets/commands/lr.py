@@ -1,5 +1,7 @@
 """`flaxnets lr`: print (and optionally plot) a recipe's learning-rate schedule."""
 
+from flaxnets.errors import UsageError
+
 NAME = "lr"
 HELP = "Print a recipe's learning rate at given optimizer steps, or plot the whole schedule."
 
@@ -15,8 +17,6 @@ def add_arguments(parser):
 
 
 def _parse_steps(text: str) -> list[int]:
-    from flaxnets.errors import UsageError
-
     steps = []
     for item in text.split(","):
         item = item.strip().replace("_", "")
@@ -29,8 +29,6 @@ def _parse_steps(text: str) -> list[int]:
 
 
 def run(args) -> int:
-    from flaxnets.errors import UsageError
-
     steps = _parse_steps(args.steps)
     if not steps and not args.plot:
         raise UsageError("nothing to do: give --steps S1,S2,... and/or --plot FILE.png")

@@ -1,5 +1,7 @@
 """`flaxnets models`: the model zoo table."""
 
+import json
+
 NAME = "models"
 HELP = "List the model zoo: parameters, MACs and resolution per model."
 
@@ -24,8 +26,6 @@ def row_cells(row: dict) -> list[str]:
 
 
 def run(args) -> int:
-    import json
-
     from flaxnets.models import count_macs, count_params, get_spec, list_models
 
     rows = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 
@@ -43,42 +42,39 @@ def add_arguments(parser):
     parser.add_argument("--std", type=float, nargs=3, help="per-channel std, 0-255 scale")
 
 
-def center_crop(image, resolution: int, crop_fraction: float, interpolation: str):
-    """Eval preprocessing: crop the centred square of side crop_fraction x the shorter side,
-    resize it to resolution x resolution; returns a uint8 RGB array [H, W, 3]."""
+def read_images(paths, *, resolution: int, crop_fraction: float, interpolation: str):
+    """uint8 NHWC batch of image files, each decoded and centre-cropped by the evaluation's own
+    transform (`flaxnets.data.transforms.eval_transform`), so predict sees what eval sees."""
     import numpy as np
-    from PIL import Image
 
-    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-                "nearest": Image.Resampling.NEAREST}.get(interpolation)
-    if resample is None:
-        raise FlaxnetsError(f"unknown interpolation {interpolation!r}; expected bicubic, bilinear or nearest")
-    image = image.convert("RGB")
-    width, height = image.size
-    side = crop_fraction * min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    box = tuple(round(v) for v in (left, top, left + side, top + side))
-    return np.asarray(image.resize((resolution, resolution), resample, box=box), dtype=np.uint8)
+    from flaxnets.data.decode import DecodeError
+    from flaxnets.data.transforms import eval_transform
 
-
-@functools.cache
-def _probabilities():
-    """softmax(model(x)) under nnx.jit: compiled once per architecture and input shape."""
-    import jax
-    from flax import nnx
-
-    return nnx.jit(lambda model, x: jax.nn.softmax(model(x), axis=-1))
+    images = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            images.append(eval_transform(data, image_size_px=resolution, crop_fraction=crop_fraction,
+                                         interpolation=interpolation))
+        except (OSError, DecodeError) as e:
+            raise FlaxnetsError(f"cannot read image {path}: {e.__class__.__name__}") from e
+    return np.stack(images)
 
 
 def classify(model, images, *, mean, std, top_k: int = 5):
-    """Top-k (class_id, probability) per image for a uint8 NHWC batch, model in eval mode;
-    also returns the number of classes."""
-    import jax.numpy as jnp
+    """Top-k (class_id, probability) per image for a uint8 NHWC batch through the evaluation's
+    compiled step (`flaxnets.train.evaluate`); also returns the number of classes."""
     import numpy as np
 
-    x = (jnp.asarray(images, jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
-    model.eval()
-    probs = np.asarray(_probabilities()(model, x))
+    from flaxnets.train import parallel
+    from flaxnets.train.evaluate import model_evaluator, predict_logits
+
+    mesh = parallel.make_mesh()
+    eval_step, variables = model_evaluator(model, mean=mean, std=std, mesh=mesh)
+    logits = predict_logits(eval_step, variables, images, mesh).astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
     top = np.argsort(-probs, axis=-1)[:, :top_k]
     return [[(int(c), float(p[c])) for c in row] for row, p in zip(top, probs)], probs.shape[-1]
 
@@ -153,9 +149,6 @@ def load_source(args, stream=None) -> Loaded:
 
 
 def run(args) -> int:
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: expected a positive integer")
     if args.crop_fraction is not None and not 0 < args.crop_fraction <= 1:
@@ -171,15 +164,10 @@ def run(args) -> int:
     crop_fraction = args.crop_fraction or loaded.crop_fraction
     mean = args.mean or loaded.mean
     std = args.std or loaded.std
-    batch = []
-    for path in args.images:
-        try:
-            with Image.open(path) as image:
-                batch.append(center_crop(image, resolution, crop_fraction, loaded.interpolation))
-        except (FileNotFoundError, UnidentifiedImageError, IsADirectoryError) as e:
-            raise FlaxnetsError(f"cannot read image {path}: {e.__class__.__name__}") from e
+    images = read_images(args.images, resolution=resolution, crop_fraction=crop_fraction,
+                         interpolation=loaded.interpolation)
     classify_batch = _tflite.classify if args.tflite else classify
-    results, num_classes = classify_batch(loaded.model, np.stack(batch), mean=mean, std=std, top_k=args.top_k)
+    results, num_classes = classify_batch(loaded.model, images, mean=mean, std=std, top_k=args.top_k)
     names = loaded.class_names if loaded.class_names and len(loaded.class_names) == num_classes else None
     if args.json:
         out = [

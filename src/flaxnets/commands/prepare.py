@@ -1,7 +1,11 @@
 """`flaxnets prepare`: pack an image-folder data set, or the ImageNet-2012 archives as
 downloaded, into verified ArrayRecord shards."""
 
+import sys
 import time
+from pathlib import Path
+
+from flaxnets.errors import FlaxnetsError, UsageError
 
 NAME = "prepare"
 HELP = ("Pack an image-folder data set (ImageNet layout, or the Kaggle copy) or the ImageNet-2012 "
@@ -53,10 +57,7 @@ def _progress(unit: str, rate_unit: str = "img/s"):
 
 def _archive_sources(args, log):
     """[(split, source)] for the archive form, verified first when asked."""
-    from pathlib import Path
-
     from flaxnets.data import imagenet_archives
-    from flaxnets.errors import UsageError
 
     if args.val_tar and not (args.devkit or args.val_ground_truth):
         raise UsageError("--val-tar needs --devkit ILSVRC2012_devkit_t12.tar.gz (or --val-ground-truth CSV)")
@@ -85,13 +86,9 @@ def _archive_sources(args, log):
 
 
 def run(args) -> int:
-    import sys
-    from pathlib import Path
-
     from flaxnets.data.imagenet_archives import count_warnings
     from flaxnets.data.records import prepare_split
     from flaxnets.data.sources import open_source
-    from flaxnets.errors import FlaxnetsError, UsageError
 
     if args.workers < 0:
         raise UsageError(f"--workers {args.workers}: expected 0 or more")

@@ -1,6 +1,12 @@
 """`flaxnets recipes`: list the bundled training recipes, every key `--set` can change, and where
 each recipe value comes from."""
 
+import dataclasses
+import inspect
+import textwrap
+
+from flaxnets.errors import UsageError
+
 NAME = "recipes"
 HELP = "List the bundled recipes: model, epochs, global batch, published top-1."
 
@@ -18,7 +24,6 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from flaxnets.errors import UsageError
     from flaxnets.recipes import list_recipes, load_recipe, recipe_info
 
     if args.markdown and not args.keys:
@@ -54,8 +59,6 @@ def run(args) -> int:
 
 def keys_text(config=None) -> str:
     """Every settable key as `key = value  (values)` followed by its meaning, indented."""
-    import textwrap
-
     from flaxnets.config import describe_choices, describe_keys
 
     lines = []
@@ -77,9 +80,6 @@ CHOICES_INTRO = ("Optimizers and schedules (optimizer.name, schedule.name) and t
 
 def keys_markdown(config=None) -> str:
     """The configuration reference page: per section its docstring and a table of its keys."""
-    import dataclasses
-    import inspect
-
     from flaxnets.config import Config, describe_choices, describe_keys
 
     config = Config() if config is None else config

@@ -1,5 +1,8 @@
 """`flaxnets report`: results table and plots from training work directories."""
 
+import os
+import warnings
+
 NAME = "report"
 HELP = "Write a Markdown results table and PNG plots (loss, accuracy, learning rate) for one or more work directories."
 
@@ -14,9 +17,6 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import os
-    import warnings
-
     from flaxnets.report import write_report
 
     out = args.out

@@ -1,5 +1,9 @@
 """`flaxnets train`: run a recipe into a work directory (resuming from it when it holds a run)."""
 
+import os
+
+from flaxnets.errors import FlaxnetsError, UsageError
+
 NAME = "train"
 HELP = "Train a recipe; an existing --workdir is resumed exactly where it stopped."
 
@@ -33,10 +37,6 @@ def load_config(recipe: str, overrides):
 
 def check_data_dir(path: str) -> None:
     """A one-line error for a data directory that is missing or unreadable."""
-    import os
-
-    from flaxnets.errors import FlaxnetsError
-
     if not os.path.exists(path):
         raise FlaxnetsError(f"--data {path!r} does not exist; expected a folder with train/ and val/ (or prepared records)")
     if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
@@ -44,8 +44,6 @@ def check_data_dir(path: str) -> None:
 
 
 def run(args) -> int:
-    from flaxnets.errors import UsageError
-
     # Everything the user typed is validated before any device or file is touched.
     config = load_config(args.recipe, args.overrides)
     check_data_dir(args.data)
@@ -58,7 +56,8 @@ def run(args) -> int:
 
     import jax
 
-    from flaxnets.train.loop import check_workdir, train_and_evaluate
+    from flaxnets.train.loop import train_and_evaluate
+    from flaxnets.train.workdir import check_workdir
 
     check_workdir(args.workdir)
     result = train_and_evaluate(config, data_dir=args.data, workdir=args.workdir, init_from=args.init_from,

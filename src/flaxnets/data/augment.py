@@ -28,6 +28,7 @@ exact random streams.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Callable, Sequence
@@ -403,7 +404,7 @@ def cutout_at(
 
 
 def cutout(
-    image: np.ndarray, pad_size: int, replace: int, rng: np.random.Generator
+    image: np.ndarray, pad_size: int, rng: np.random.Generator, replace: int = REPLACE_VALUE
 ) -> np.ndarray:
     """Cutout with a centre drawn uniformly over the whole image (`cutout_at`)."""
     center_y = int(rng.integers(image.shape[0]))
@@ -411,15 +412,89 @@ def cutout(
     return cutout_at(image, center_y, center_x, pad_size, replace)
 
 
-# --- magnitude (level) to op arguments, TF-Vision's `level_to_arg` --------------------------
+# --- the ops: function, magnitude rule, sign and RandAugment membership, in one table ----------
 
 
 def _mult(level: float, multiplier: float) -> int:
     return int((level / MAX_LEVEL) * multiplier)
 
 
-def _enhance(level: float) -> float:
-    return (level / MAX_LEVEL) * 1.8 + 0.1
+def _no_args(level, *, cutout_const, translate_const):
+    return ()
+
+
+def _rotate_args(level, *, cutout_const, translate_const):
+    return ((level / MAX_LEVEL) * 30.0,)
+
+
+def _posterize_args(level, *, cutout_const, translate_const):
+    return (_mult(level, 4),)
+
+
+def _solarize_args(level, *, cutout_const, translate_const):
+    return (_mult(level, 256),)
+
+
+def _solarize_add_args(level, *, cutout_const, translate_const):
+    return (_mult(level, 110),)
+
+
+def _enhance_args(level, *, cutout_const, translate_const):
+    return ((level / MAX_LEVEL) * 1.8 + 0.1,)
+
+
+def _shear_args(level, *, cutout_const, translate_const):
+    return ((level / MAX_LEVEL) * 0.3,)
+
+
+def _translate_args(level, *, cutout_const, translate_const):
+    return ((level / MAX_LEVEL) * float(translate_const),)
+
+
+def _cutout_args(level, *, cutout_const, translate_const):
+    return (_mult(level, cutout_const),)
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """One augmentation op. A new op is one `OPS` entry (and its golden in tools/)."""
+
+    #: `function(image, *args)`, or `function(image, *args, rng)` with `uses_rng`.
+    function: Callable[..., np.ndarray]
+    #: TF-Vision's `level_to_arg` for the op: magnitude -> `args`.
+    level_args: Callable[..., tuple]
+    #: TF-Vision negates the (first) argument with probability 1/2.
+    signed: bool = False
+    #: The op draws from the rng itself (Cutout's centre).
+    uses_rng: bool = False
+    #: Drawn by RandAugment (AutoAugment uses any op its policy names).
+    randaugment: bool = True
+
+
+#: Every op by TF-Vision's name, in the order of TF-Vision RandAugment's op list.
+OPS: dict[str, Op] = {
+    "AutoContrast": Op(autocontrast, _no_args),
+    "Equalize": Op(equalize, _no_args),
+    "Invert": Op(invert, _no_args),
+    "Rotate": Op(rotate, _rotate_args, signed=True),
+    "Posterize": Op(posterize, _posterize_args),
+    "Solarize": Op(solarize, _solarize_args),
+    "Color": Op(color, _enhance_args),
+    "Contrast": Op(contrast, _enhance_args),
+    "Brightness": Op(brightness, _enhance_args),
+    "Sharpness": Op(sharpness, _enhance_args),
+    "ShearX": Op(shear_x, _shear_args, signed=True),
+    "ShearY": Op(shear_y, _shear_args, signed=True),
+    "TranslateX": Op(translate_x, _translate_args, signed=True),
+    "TranslateY": Op(translate_y, _translate_args, signed=True),
+    "Cutout": Op(cutout, _cutout_args, uses_rng=True),
+    "SolarizeAdd": Op(solarize_add, _solarize_add_args),
+}
+
+NAME_TO_FUNC: dict[str, Callable[..., np.ndarray]] = {name: op.function for name, op in OPS.items()}
+
+# TF-Vision RandAugment's op list, in its order.
+RANDAUGMENT_OPS = tuple(name for name, op in OPS.items() if op.randaugment)
 
 
 def level_to_arg(
@@ -427,64 +502,28 @@ def level_to_arg(
 ) -> tuple:
     """The arguments TF-Vision passes to op `name` at magnitude `level`.
 
-    `negate` is the random sign TF-Vision draws (50/50) for Rotate, ShearX/Y and TranslateX/Y;
-    other ops ignore it.
+    `negate` is the random sign TF-Vision draws (50/50) for the signed ops (Rotate, ShearX/Y,
+    TranslateX/Y); other ops ignore it.
     """
-    sign = -1.0 if negate else 1.0
-    if name in ("AutoContrast", "Equalize", "Invert"):
-        return ()
-    if name == "Rotate":
-        return (sign * (level / MAX_LEVEL) * 30.0,)
-    if name == "Posterize":
-        return (_mult(level, 4),)
-    if name == "Solarize":
-        return (_mult(level, 256),)
-    if name == "SolarizeAdd":
-        return (_mult(level, 110),)
-    if name in ("Color", "Contrast", "Brightness", "Sharpness"):
-        return (_enhance(level),)
-    if name in ("ShearX", "ShearY"):
-        return (sign * (level / MAX_LEVEL) * 0.3,)
-    if name in ("TranslateX", "TranslateY"):
-        return (sign * (level / MAX_LEVEL) * float(translate_const),)
-    if name == "Cutout":
-        return (_mult(level, cutout_const),)
-    raise ValueError(f"augmentation op {name!r}: expected one of {sorted(NAME_TO_FUNC)}")
-
-
-NAME_TO_FUNC: dict[str, Callable[..., np.ndarray]] = {
-    "AutoContrast": autocontrast,
-    "Equalize": equalize,
-    "Invert": invert,
-    "Rotate": rotate,
-    "Posterize": posterize,
-    "Solarize": solarize,
-    "SolarizeAdd": solarize_add,
-    "Color": color,
-    "Contrast": contrast,
-    "Brightness": brightness,
-    "Sharpness": sharpness,
-    "ShearX": shear_x,
-    "ShearY": shear_y,
-    "TranslateX": translate_x,
-    "TranslateY": translate_y,
-    "Cutout": cutout,
-}
-
-_SIGNED_OPS = frozenset({"Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"})
+    if name not in OPS:
+        raise ValueError(f"augmentation op {name!r}: expected one of {sorted(OPS)}")
+    op = OPS[name]
+    args = op.level_args(level, cutout_const=cutout_const, translate_const=translate_const)
+    if op.signed and negate:
+        args = (-args[0],) + args[1:]
+    return args
 
 
 def apply_op(name: str, image: np.ndarray, args: tuple, rng: np.random.Generator) -> np.ndarray:
     """Apply op `name` with `args` (from `level_to_arg`); Cutout also draws its centre from rng."""
-    if name == "Cutout":
-        return cutout(image, args[0], REPLACE_VALUE, rng)
-    return NAME_TO_FUNC[name](image, *args)
+    op = OPS[name]
+    return op.function(image, *args, rng) if op.uses_rng else op.function(image, *args)
 
 
 def _sample_args(
     name: str, level: float, cutout_const: float, translate_const: float, rng: np.random.Generator
 ) -> tuple:
-    negate = name in _SIGNED_OPS and rng.random() < 0.5
+    negate = OPS[name].signed and rng.random() < 0.5
     return level_to_arg(
         name, level, cutout_const=cutout_const, translate_const=translate_const, negate=negate
     )
@@ -539,15 +578,19 @@ POLICIES: dict[str, list[list[tuple[str, float, int]]]] = {
     ],
 }
 
-# TF-Vision RandAugment's op list, in its order.
-RANDAUGMENT_OPS = (
-    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color",
-    "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
-    "Cutout", "SolarizeAdd",
-)  # fmt: skip
+class _Policy:
+    """An augmentation policy: `choose(rng)` draws the (op, args) to apply, in order."""
+
+    def choose(self, rng: np.random.Generator) -> list[tuple[str, tuple]]:
+        raise NotImplementedError
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for name, args in self.choose(rng):
+            image = apply_op(name, image, args, rng)
+        return image
 
 
-class AutoAugment:
+class AutoAugment(_Policy):
     """TF-Vision AutoAugment: one sub-policy drawn uniformly, each of its ops applied with its
     probability. Callable as `augment(image_uint8_hwc, rng) -> image_uint8_hwc`."""
 
@@ -569,13 +612,8 @@ class AutoAugment:
                 )
         return chosen
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        for name, args in self.choose(rng):
-            image = apply_op(name, image, args, rng)
-        return image
 
-
-class RandAugment:
+class RandAugment(_Policy):
     """TF-Vision RandAugment. Callable as `augment(image_uint8_hwc, rng) -> image_uint8_hwc`.
 
     Each of `num_layers` layers draws one of the ops or identity (len(ops) + 1 equally likely
@@ -622,11 +660,6 @@ class RandAugment:
             if name is not None:
                 chosen.append((name, args))
         return chosen
-
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        for name, args in self.choose(rng):
-            image = apply_op(name, image, args, rng)
-        return image
 
 
 class RandomErasing:
@@ -701,3 +734,37 @@ class RandomErasing:
                     )
                     break
         return image
+
+
+class Chain:
+    """Apply host-side augmentations in order (picklable for loader worker processes)."""
+
+    def __init__(self, ops):
+        self.ops = list(ops)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for op in self.ops:
+            image = op(image, rng)
+        return image
+
+
+def augment_from_config(data, *, mean=None, std=None):
+    """The host-side augmentation a `flaxnets.config.DataConfig` asks for, applied after crop
+    and flip: AutoAugment or RandAugment, then RandomErasing (its noise on the 0-255 scale from
+    `mean` / `std`); None when it asks for none. The one place training, `flaxnets benchmark
+    data` and benchmarks/ build it."""
+    ops = []
+    if data.augment == "autoaugment":
+        ops.append(AutoAugment(data.autoaugment_policy, cutout_const=data.cutout_const,
+                               translate_const=data.translate_const))
+    elif data.augment == "randaugment":
+        ops.append(RandAugment(
+            num_layers=data.randaugment_num_layers, magnitude=data.randaugment_magnitude,
+            magnitude_std=data.randaugment_magnitude_std, prob_to_apply=data.randaugment_prob_to_apply,
+            exclude_ops=list(data.randaugment_exclude_ops) or None, cutout_const=data.cutout_const,
+            translate_const=data.translate_const))
+    if data.random_erasing > 0:
+        ops.append(RandomErasing(probability=data.random_erasing, mean=mean, std=std))
+    if not ops:
+        return None
+    return ops[0] if len(ops) == 1 else Chain(ops)

@@ -10,28 +10,33 @@ import time
 
 import numpy as np
 
-from flaxnets.errors import FlaxnetsError, UsageError
+from flaxnets.config import DataConfig
+from flaxnets.data import turbo
+from flaxnets.data.augment import augment_from_config
+from flaxnets.data.loader import train_loader
+from flaxnets.data.sources import open_source
+from flaxnets.data.transforms import train_transform
+from flaxnets.errors import UsageError
+
+
+#: `--augment` choices: the DataConfig fields each sets (TF-Vision's defaults for the policy).
+AUGMENT_PRESETS = {
+    "none": {},
+    "autoaugment": {"augment": "autoaugment", "autoaugment_policy": "v0", "cutout_const": 100.0,
+                    "translate_const": 250.0},
+    "randaugment": {"augment": "randaugment", "randaugment_num_layers": 2, "randaugment_magnitude": 15.0},
+}
 
 
 def make_augment(name: str):
-    """The augmentation callable for `--augment` (None for "none"), from flaxnets.data.augment:
-    AutoAugment policy v0, or RandAugment with 2 layers at magnitude 15."""
-    if name == "none":
-        return None
-    try:
-        from flaxnets.data.augment import AutoAugment, RandAugment
-    except ImportError as e:
-        raise FlaxnetsError(f"--augment {name} needs flaxnets.data.augment, which failed to import: {e}") from None
-    if name == "autoaugment":
-        return AutoAugment("v0")
-    if name == "randaugment":
-        return RandAugment(num_layers=2, magnitude=15)
-    raise UsageError(f"--augment {name!r}: expected none, autoaugment or randaugment")
+    """The augmentation for `--augment` (None for "none"), built from a DataConfig as training
+    builds it: AutoAugment policy v0, or RandAugment with 2 layers at magnitude 15."""
+    if name not in AUGMENT_PRESETS:
+        raise UsageError(f"--augment {name!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
+    return augment_from_config(DataConfig(**AUGMENT_PRESETS[name]))
 
 
 def _decoder() -> str:
-    from flaxnets.data import turbo
-
     return "turbojpeg-region" if turbo.available() else "whole-image"
 
 
@@ -40,10 +45,6 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
     """Images per second of the training transform. With `workers` = 0 one process runs the
     transform in a loop (one core); otherwise the Grain loader with that many worker processes,
     timed after its first batch (worker start-up excluded)."""
-    from flaxnets.data.loader import train_loader
-    from flaxnets.data.sources import open_source
-    from flaxnets.data.transforms import train_transform
-
     source = open_source(path, "train")
     images = batches * batch_size
     if workers == 0:

@@ -53,12 +53,6 @@ def report_bad_file(name: str, reason: str) -> bool:
     return True
 
 
-def reported_bad_files() -> list[str]:
-    """The paths this process has reported as undecodable, sorted."""
-    with _reported_lock:
-        return sorted(_reported)
-
-
 def _decode_with_pillow(data: bytes) -> np.ndarray:
     from PIL import Image
 

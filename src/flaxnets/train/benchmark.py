@@ -1,10 +1,11 @@
 """Model throughput: a jitted train or inference step on random data, timed on every device
 JAX sees, the batch sharded over a one-axis 'data' mesh.
 
-The train step is a complete step of the kind the trainer runs (forward in train mode,
-softmax cross-entropy on float32 logits, backward, an Optax SGD-with-momentum update, BatchNorm
-statistics update), written here as a pure `jax.jit` function so that it stands alone; the
-inference step is the eval-mode forward pass. Compilation is timed separately from the steps.
+The train step is the trainer's own (`flaxnets.train.from_config.train_step_from_config`): a
+recipe's optimizer, schedule, weight decay, EMA, label smoothing, Mixup/CutMix, gradient
+accumulation, BatchNorm grouping and precision, exactly as `flaxnets train` runs them, on uint8
+images normalised on the device. The inference step is the eval-mode forward pass. Compilation
+is timed separately from the steps.
 """
 
 from __future__ import annotations
@@ -13,7 +14,23 @@ import json
 import platform
 import time
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from flaxnets.config import apply_overrides
 from flaxnets.errors import UsageError
+from flaxnets.models import create_model, param_kinds
+from flaxnets.models.layers import conv_unrolled
+from flaxnets.models.registry import model_input
+from flaxnets.recipes import list_recipes, load_recipe, recipe_info
+from flaxnets.train import parallel
+from flaxnets.train.from_config import create_model_from_config, resolve_preprocessing, train_step_from_config
+from flaxnets.train.optim import build_optimizer
+from flaxnets.train.schedules import build_schedule
+from flaxnets.train.state import create_train_state
 
 MODES = ("train", "infer")
 DTYPES = ("bfloat16", "float32")
@@ -45,27 +62,50 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: Preferred recipe families, in order, when a model has several bundled recipes.
+_REFERENCE_SUFFIXES = ("_tfvision", "_tpu", "_paper")
+
+
+def reference_recipe(model: str) -> str:
+    """The bundled recipe `flaxnets benchmark model` trains `model` with by default: the one
+    named after it (TF-Vision, then TF-TPU, then the paper's); a UsageError when none is."""
+    for suffix in _REFERENCE_SUFFIXES:
+        if model + suffix in list_recipes():
+            return model + suffix
+    trained = sorted({recipe_info(r)["model"] for r in list_recipes()})
+    raise UsageError(f"no bundled recipe trains {model}; give --recipe NAME (its settings are used with "
+                     f"{model}); models with one: {', '.join(trained)}")
+
+
+def _train_config(name: str, recipe: str | None, batch: int, dtype: str | None, num_classes: int,
+                  overrides) -> tuple:
+    """(recipe name, validated Config): the recipe with the benchmark's model, batch, classes,
+    precision (None: the recipe's) and `overrides` (KEY=VALUE) applied."""
+    recipe = recipe or reference_recipe(name)
+    settings = [f"model.name={name}", f"model.num_classes={num_classes}", f"train.global_batch_size={batch}"]
+    if dtype is not None:
+        settings.append(f"model.dtype={dtype}")
+    return recipe, apply_overrides(load_recipe(recipe), settings + list(overrides)).validate()
+
+
 def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None,
-                    mode: str = "train", dtype: str = "bfloat16", steps: int = 10,
-                    warmup: int = 2, num_classes: int = 1000, seed: int = 0) -> dict:
+                    mode: str = "train", dtype: str | None = None, steps: int = 10,
+                    warmup: int = 2, num_classes: int = 1000, seed: int = 0,
+                    recipe: str | None = None, overrides=()) -> dict:
     """Times `steps` train or inference steps of model `name` on random data.
 
+    Train: the trainer's step for `recipe` (default: `reference_recipe(name)`) with `overrides`
+    (KEY=VALUE, as `flaxnets train --set`); `dtype` None takes the recipe's precision.
+    Inference: the eval-mode forward pass in `dtype` (None: bfloat16).
     Returns a dict with images_per_second, step_time_s, compile_time_s (lowering plus XLA
     compilation, excluded from the timed steps), parameters (trainable count),
     peak_memory_bytes (None where the backend keeps no device memory statistics, e.g. CPU;
-    peak_memory_note says which), devices, device_kind, backend and the settings used.
+    peak_memory_note says which), devices, device_kind, backend, recipe and the settings used.
     `resolution=None` takes the model's default.
     """
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-    from flax import nnx
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
-    if dtype not in DTYPES:
+    if dtype is not None and dtype not in DTYPES:
         raise UsageError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     if steps < 1 or warmup < 0:
         raise UsageError(f"--steps {steps}: expected at least 1 timed step (warmup {warmup} >= 0)")
@@ -74,69 +114,61 @@ def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None
         raise UsageError(f"--batch {batch}: expected a positive multiple of the device count "
                          f"{len(devices)} (the batch is sharded over them)")
 
-    from flaxnets.models import create_model
-    from flaxnets.models.layers import conv_unrolled
-    from flaxnets.models.registry import model_input
-
-    _, resolution = model_input(name, resolution)
-
-    mesh = Mesh(np.asarray(devices), ("data",))
-    replicated = NamedSharding(mesh, P())
-    sharded = NamedSharding(mesh, P("data"))
-
-    model = create_model(name, num_classes=num_classes, rngs=nnx.Rngs(seed), dtype=dtype)
-    if mode == "train":
-        model.train()
-    else:
-        model.eval()
-    # Train/eval mode lives in the graph definition; parameters and statistics are the state.
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    num_parameters = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-    params, rest = jax.device_put((params, rest), replicated)
-
-    data_key, label_key = jax.random.split(jax.random.key(seed))
-    images = jax.device_put(
-        jax.random.normal(data_key, (batch, resolution, resolution, 3), jnp.float32), sharded)
-    labels = jax.device_put(jax.random.randint(label_key, (batch,), 0, num_classes), sharded)
+    _, default_resolution = model_input(name, resolution)
+    mesh = parallel.make_mesh(devices)
 
     if mode == "train":
-        tx = optax.sgd(0.01, momentum=0.9)
-        opt_state = jax.device_put(tx.init(params), replicated)
-        dropout_key = jax.random.key(seed + 1)
-
-        def train_step(params, rest, opt_state, images, labels, step):
-            model = nnx.merge(graphdef, params, rest)
-
-            def loss_fn(model):
-                logits = model(images, rngs=nnx.Rngs(dropout=jax.random.fold_in(dropout_key, step)))
-                return optax.softmax_cross_entropy_with_integer_labels(
-                    logits.astype(jnp.float32), labels).mean()
-
-            # nnx.value_and_grad (not jax's) so the forward pass may update the BatchNorm
-            # statistics held by `model`; gradients are taken for the nnx.Param state.
-            loss, grads = nnx.value_and_grad(loss_fn)(model)
-            _, params, rest = nnx.split(model, nnx.Param, ...)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), rest, opt_state, loss
-
-        jitted = jax.jit(train_step, donate_argnums=(0, 1, 2),
-                         out_shardings=(replicated, replicated, replicated, replicated))
-        state = (params, rest, opt_state)
+        recipe, config = _train_config(name, recipe, batch, dtype, num_classes, overrides)
+        dtype = config.model.dtype
+        parallel.check_batch_size(batch, len(devices), config.train.grad_accum_steps)
+        model = create_model_from_config(config)
+        num_parameters = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        # The schedule's length does not change the step's cost; a recipe that leaves the
+        # training-set size to the data gets 100 steps per epoch.
+        num_train = config.data.num_train_examples or 100 * batch
+        schedule = build_schedule(config, num_train)
+        tx = build_optimizer(config, param_kinds(model), num_train, schedule)
+        graphdef, state = create_train_state(
+            model, tx, seed=config.seed, ema=config.ema.decay is not None,
+            ema_batch_stats=config.ema.include_batch_stats)
+        del model
+        state = parallel.replicate(jax.device_get(state), mesh)
+        prep = resolve_preprocessing(config)
+        train_step = train_step_from_config(config, graphdef, tx, schedule=schedule, mean=prep["mean"],
+                                            std=prep["std"], mesh=mesh)
+        resolution = resolution or prep["image_size"]
+        rng = np.random.default_rng(seed)
+        batch_data = parallel.shard_batch(
+            {"image": rng.integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8),
+             "label": rng.integers(0, num_classes, (batch,), dtype=np.int32)}, mesh)
         start = time.perf_counter()
-        compiled = jitted.lower(*state, images, labels, jnp.int32(0)).compile()
+        compiled = train_step.lower(state, batch_data).compile()
         compile_time = time.perf_counter() - start
 
         def run_steps(state, first, n):
-            for i in range(first, first + n):
-                *state, loss = compiled(*state, images, labels, jnp.int32(i))
-            jax.block_until_ready((state, loss))
+            for _ in range(n):
+                state, metrics = compiled(state, batch_data)
+            jax.block_until_ready((state, metrics))
             return state
     else:
+        recipe = None
+        resolution = default_resolution
+        dtype = dtype or "bfloat16"
+        replicated = NamedSharding(mesh, P())
+        sharded = NamedSharding(mesh, P(parallel.DATA_AXIS))
+        model = create_model(name, num_classes=num_classes, rngs=nnx.Rngs(seed), dtype=dtype)
+        model.eval()
+        # Eval mode lives in the graph definition; parameters and statistics are the state.
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        num_parameters = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+        state = jax.device_put((params, rest), replicated)
+        images = jax.device_put(
+            jax.random.normal(jax.random.key(seed), (batch, resolution, resolution, 3), jnp.float32), sharded)
+
         def infer_step(params, rest, images):
             return nnx.merge(graphdef, params, rest)(images)
 
         jitted = jax.jit(infer_step, out_shardings=sharded)
-        state = (params, rest)
         start = time.perf_counter()
         compiled = jitted.lower(*state, images).compile()
         compile_time = time.perf_counter() - start
@@ -156,6 +188,7 @@ def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None
     return {
         "model": name,
         "mode": mode,
+        "recipe": recipe,
         "dtype": dtype,
         "batch": batch,
         "resolution": resolution,
@@ -182,6 +215,7 @@ def _format(result: dict) -> str:
     rows = [
         ("model", result["model"]),
         ("mode / dtype", f"{result['mode']} / {result['dtype']}"),
+        ("train step", f"recipe {result['recipe']}" if result["recipe"] else "n/a (inference)"),
         ("batch x resolution", f"{result['batch']} x {result['resolution']}px"),
         ("devices", f"{result['devices']} x {result['device_kind']} ({result['backend']})"),
         ("convolutions", result["conv_impl"]),
@@ -203,9 +237,11 @@ def run(args) -> int:
         batch=args.batch,
         resolution=getattr(args, "resolution", None),
         mode=getattr(args, "mode", "train"),
-        dtype=getattr(args, "dtype", "bfloat16"),
+        dtype=getattr(args, "dtype", None),
         steps=getattr(args, "steps", 10),
         warmup=getattr(args, "warmup", 2),
+        recipe=getattr(args, "recipe", None),
+        overrides=getattr(args, "overrides", ()),
     )
     print(json.dumps(result, indent=2) if getattr(args, "json", False) else _format(result))
     return 0

@@ -18,9 +18,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
-CHECKPOINT_DIR = "checkpoints"
+from flaxnets.errors import FlaxnetsError
+from flaxnets.train.workdir import CHECKPOINT_DIR
+
 BEST_METRIC = "eval_top1"
 
 
@@ -70,15 +73,24 @@ class DataStateRestore(ocp.args.CheckpointArgs):
     pass
 
 
-class _NoMetricNotice(logging.Filter):
-    """Drops Orbax's notice for saves without metrics: only evaluation steps carry top-1, and
-    the best-checkpoint policy is built for that."""
+#: Orbax notices that mean nothing to a user: saves without metrics (only evaluation steps carry
+#: top-1, and the best-checkpoint policy is built for that), and the two warnings a read-only
+#: manager gives every time eval, predict or export read a run back.
+_QUIET_NOTICES = (
+    "Requested `tracked_metric`",
+    "Given directory is read only",
+    "CheckpointManagerOptions.read_only=True",
+)
+
+
+class _QuietOrbax(logging.Filter):
+    """Drops `_QUIET_NOTICES` from the absl logger Orbax writes to."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Requested `tracked_metric`")
+        return not str(record.msg).startswith(_QUIET_NOTICES)
 
 
-logging.getLogger("absl").addFilter(_NoMetricNotice())
+logging.getLogger("absl").addFilter(_QuietOrbax())
 
 
 def _best_metric(metrics) -> float:
@@ -145,8 +157,6 @@ class Checkpointer:
         and out of the way of the resumed run, which will save that step again); the next older
         one is tried. Raises FlaxnetsError when none is readable.
         """
-        from flaxnets.errors import FlaxnetsError
-
         steps = self.all_steps()
         for step in reversed(steps):
             try:
@@ -166,10 +176,6 @@ class Checkpointer:
         raise FlaxnetsError(f"no readable checkpoint in {self.directory} (tried steps {steps}); "
                             "move the directory away to start afresh")
 
-    def wait(self) -> None:
-        """Block until pending asynchronous saves are on disk."""
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
         """Finish pending saves and release the manager."""
         self.manager.wait_until_finished()
@@ -178,8 +184,6 @@ class Checkpointer:
 
 def _sync(name: str) -> None:
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)
 
 

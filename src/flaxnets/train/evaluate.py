@@ -10,7 +10,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from flaxnets import data as data_lib
 from flaxnets.train import parallel
+from flaxnets.train.restore import restore_run
+from flaxnets.train.state import split_model
+from flaxnets.train.step import make_eval_step
 
 
 def evaluate(eval_step, variable_sets: dict, batches, mesh) -> dict:
@@ -24,7 +28,7 @@ def evaluate(eval_step, variable_sets: dict, batches, mesh) -> dict:
     for batch in batches:
         batch = parallel.shard_batch({k: batch[k] for k in ("image", "label", "mask")}, mesh)
         for name, variables in variable_sets.items():
-            counts = eval_step(*variables, batch)
+            counts = {k: v for k, v in eval_step(*variables, batch).items() if k != "logits"}
             previous = totals[name]
             totals[name] = counts if previous is None else jax.tree.map(lambda a, b: a + b, previous, counts)
     results = {}
@@ -53,6 +57,32 @@ def evaluate_state(eval_step, state, batches, mesh) -> dict:
     return out
 
 
+def eval_batch_size(requested: int, num_devices: int) -> int:
+    """`requested` rounded up to a multiple of the device count: padding rows are masked out,
+    so an evaluation batch may grow where a training batch must divide exactly."""
+    return -(-requested // num_devices) * num_devices
+
+
+def model_evaluator(model, *, mean, std, mesh):
+    """(eval_step, variables) for an nnx `model`: the shared compiled eval step and the
+    model's (params, batch_stats, other) replicated over `mesh`."""
+    graphdef, params, batch_stats, other = split_model(model)
+    variables = parallel.replicate(jax.device_get((params, batch_stats, other)), mesh)
+    return make_eval_step(graphdef, mean=mean, std=std, mesh=mesh), variables
+
+
+def predict_logits(eval_step, variables, images, mesh):
+    """float32 logits [N, classes] of uint8 NHWC `images` through `eval_step` (the evaluation's
+    own compiled step), the batch padded to the device count with masked-out rows."""
+    count = len(images)
+    size = eval_batch_size(count, mesh.devices.size)
+    padded = np.zeros((size,) + images.shape[1:], np.uint8)
+    padded[:count] = images
+    batch = {"image": padded, "label": np.zeros(size, np.int32), "mask": np.arange(size) < count}
+    logits = eval_step(*variables, parallel.shard_batch(batch, mesh))["logits"]
+    return np.asarray(jax.device_get(logits))[:count]
+
+
 def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_size: int | None = None,
                      split: str = "val") -> dict:
     """Evaluate the raw (and EMA) weights saved in `workdir` on `data_dir`'s `split`.
@@ -60,15 +90,10 @@ def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_siz
     `checkpoint`: "latest", "best" or a step number. Preprocessing is the run's own (its
     config.json). Returns eval_top1 / eval_top5 / eval_count (+ EMA figures) and "step".
     """
-    from flaxnets import data as data_lib
-    from flaxnets.train.restore import restore_run
-    from flaxnets.train.step import make_eval_step
-
     run = restore_run(workdir, checkpoint)
     mesh = run.mesh
     prep = run.preprocessing()
-    eval_batch = batch_size or run.config.eval.batch_size
-    eval_batch = -(-eval_batch // mesh.devices.size) * mesh.devices.size
+    eval_batch = eval_batch_size(batch_size or run.config.eval.batch_size, mesh.devices.size)
     loader = data_lib.eval_loader(
         data_dir, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
         interpolation=prep["interpolation"], global_batch_size=eval_batch,

@@ -7,70 +7,32 @@ an interrupted run produces the same losses and weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
+import jax
+import numpy as np
+
+import flaxnets
+from flaxnets import data as data_lib
+from flaxnets.data.augment import augment_from_config
 from flaxnets.errors import FlaxnetsError
-
-CONFIG_FILE = "config.json"
-#: The training data's class names in label order (folder names, or a records manifest's map),
-#: so `flaxnets predict --workdir` can name the classes of a run that is not ImageNet.
-CLASS_NAMES_FILE = "class_names.json"
-
-
-def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
-def check_workdir(workdir) -> Path:
-    """Create `workdir` if needed; a one-line error if it cannot be written."""
-    workdir = Path(workdir)
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise FlaxnetsError(f"--workdir {str(workdir)!r} is not writable: {e.strerror or e}") from None
-    return workdir
-
-
-def _sync_config(workdir: Path, config, has_checkpoint: bool, allow_config_change: bool, write: bool):
-    path = workdir / CONFIG_FILE
-    new = config.to_dict()
-    if has_checkpoint and path.exists():
-        old = json.loads(path.read_text())
-        changes = _config_differences(old, new)
-        if changes and not allow_config_change:
-            shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
-            raise FlaxnetsError(
-                f"{workdir} holds a run with a different config ({shown}); "
-                "use another --workdir, or --allow-config-change to resume anyway")
-    if write:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(new, indent=2) + "\n")
-        os.replace(tmp, path)
-
-
-def _write_class_names(workdir: Path, source) -> None:
-    names = getattr(source, "class_names", None)
-    if names:
-        tmp = workdir / (CLASS_NAMES_FILE + ".tmp")
-        tmp.write_text(json.dumps([str(n) for n in names]) + "\n")
-        os.replace(tmp, workdir / CLASS_NAMES_FILE)
+from flaxnets.models import param_kinds
+from flaxnets.train import parallel
+from flaxnets.train.checkpoint import Checkpointer, abstract_like
+from flaxnets.train.evaluate import eval_batch_size, evaluate_state
+from flaxnets.train.from_config import create_model_from_config, resolve_preprocessing, train_step_from_config
+from flaxnets.train.metrics import MetricWriter
+from flaxnets.train.optim import build_optimizer
+from flaxnets.train.progress import ProgressBar
+from flaxnets.train.schedules import (
+    build_schedule, config_steps_per_epoch, peak_lr, schedule_examples, total_steps,
+)
+from flaxnets.train.state import create_train_state
+from flaxnets.train.step import make_eval_step
+from flaxnets.train.workdir import check_workdir, sync_config, write_class_names, write_summary
 
 
 class _Preemption:
@@ -93,68 +55,48 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def resolve_preprocessing(config) -> dict:
-    """Resolution, eval crop fraction, interpolation and mean/std: the config's, else the model's."""
-    from flaxnets.models import get_spec
-
-    spec = get_spec(config.model.name)
-    d = config.data
-    return {
-        "image_size": d.image_size or spec.resolution,
-        "crop_fraction": d.eval_crop_fraction or spec.crop_fraction,
-        "interpolation": d.interpolation or spec.interpolation,
-        "mean": tuple(d.mean or spec.mean),
-        "std": tuple(d.std or spec.std),
-    }
-
-
-def _augment_fn(config, mean, std):
-    """The host-side augmentation the recipe asks for, applied after crop and flip (or None)."""
-    from flaxnets.data import augment
-
-    d = config.data
-    ops = []
-    if d.augment == "autoaugment":
-        ops.append(augment.AutoAugment(d.autoaugment_policy, cutout_const=d.cutout_const,
-                                       translate_const=d.translate_const))
-    elif d.augment == "randaugment":
-        ops.append(augment.RandAugment(
-            num_layers=d.randaugment_num_layers, magnitude=d.randaugment_magnitude,
-            magnitude_std=d.randaugment_magnitude_std, prob_to_apply=d.randaugment_prob_to_apply,
-            exclude_ops=list(d.randaugment_exclude_ops) or None, cutout_const=d.cutout_const,
-            translate_const=d.translate_const))
-    if d.random_erasing > 0:
-        ops.append(augment.RandomErasing(probability=d.random_erasing, mean=mean, std=std))
-    if not ops:
-        return None
-    if len(ops) == 1:
-        return ops[0]
-    return _Chain(ops)
-
-
-def _mix_fn(config):
-    """Batch-level Mixup / CutMix on the device when the recipe sets an alpha (else None)."""
-    d = config.data
-    if not d.mixup_alpha and not d.cutmix_alpha:
-        return None
-    import functools
-
-    from flaxnets.data.mix import mixup_or_cutmix
-
-    return functools.partial(mixup_or_cutmix, mixup_alpha=d.mixup_alpha, cutmix_alpha=d.cutmix_alpha,
-                             prob=d.mix_prob, switch_prob=d.mix_switch_prob)
-
-
-class _Chain:
-    """Apply host-side augmentations in order (picklable for loader worker processes)."""
-
-    def __init__(self, ops):
-        self.ops = ops
-
-    def __call__(self, image, rng):
-        for op in self.ops:
-            image = op(image, rng)
-        return image
+def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_examples: int,
+                  data_classes: int | None, count_note: str | None, num_train: int,
+                  steps_per_epoch: float, num_steps: int, start_step: int, init_from=None) -> str:
+    """What a run is about to do, as big_vision and timm print it at start (also written to
+    WORKDIR/summary.txt): model, data, batch, BatchNorm grouping, devices, precision, schedule,
+    work directory and whether it resumes."""
+    t, m = config.train, config.model
+    devices, processes = mesh.devices.size, jax.process_count()
+    parameters = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    classes = f"{data_classes} classes" if data_classes is not None else "classes unknown"
+    if data_classes is not None and data_classes != m.num_classes:
+        classes += f" (the model has {m.num_classes} outputs)"
+    micro = t.global_batch_size // t.grad_accum_steps
+    if m.bn_group_size is None:
+        batch_norm = f"statistics over each whole micro-batch of {micro} across devices"
+    else:
+        batch_norm = f"statistics per group of {m.bn_group_size} examples ({micro // m.bn_group_size} groups)"
+    if start_step:
+        start = f"resuming from the checkpoint at step {start_step}"
+    elif init_from is not None:
+        start = f"fresh start from the weights in {init_from}"
+    else:
+        start = "fresh start"
+    rows = [
+        ("model", f"{m.name}, {parameters:,} parameters, {m.num_classes} classes"),
+        ("data", f"train {train_examples:,} examples, eval {eval_examples:,}, {classes}"),
+        ("batch", f"global {t.global_batch_size}, per device {micro // devices} x {t.grad_accum_steps} "
+                  f"gradient accumulation step(s)"),
+        ("BatchNorm", batch_norm),
+        ("devices", f"{devices} {jax.devices()[0].platform} device(s) in {processes} process(es)"),
+        ("precision", f"{m.dtype} compute; parameters, BatchNorm statistics, logits and loss float32"),
+        ("schedule", f"{steps_per_epoch:g} steps per epoch of {num_train:,} examples, {num_steps:,} steps "
+                     f"({t.epochs:g} epochs), {config.schedule.name} to a peak learning rate of "
+                     f"{peak_lr(config):g}"),
+        ("workdir", f"{workdir} ({start})"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"flaxnets train: recipe {config.name or '(unnamed)'}"]
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    if count_note:
+        lines.append(f"note: {count_note}")
+    return "\n".join(lines)
 
 
 def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_config_change: bool = False,
@@ -167,24 +109,6 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     SIGTERM saves a checkpoint and returns with "preempted" True. A non-finite loss raises
     FlaxnetsError naming the step; no checkpoint holding it is written.
     """
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from flax import nnx
-
-    from flaxnets import data as data_lib
-    from flaxnets.models import create_model, param_kinds
-    from flaxnets.train import parallel
-    from flaxnets.train.checkpoint import Checkpointer, abstract_like
-    from flaxnets.train.evaluate import evaluate_state
-    from flaxnets.train.losses import cross_entropy_loss
-    from flaxnets.train.metrics import MetricWriter
-    from flaxnets.train.optim import build_optimizer
-    from flaxnets.train.progress import ProgressBar
-    from flaxnets.train.schedules import build_schedule, config_steps_per_epoch, total_steps
-    from flaxnets.train.state import create_train_state
-    from flaxnets.train.step import make_eval_step, make_train_step
-
     config = config.validate()
     workdir = check_workdir(workdir)
     is_main = jax.process_index() == 0
@@ -205,27 +129,23 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
         train_path, image_size=prep["image_size"], global_batch_size=global_batch, seed=config.seed,
         process_index=jax.process_index(), process_count=jax.process_count(), crop=config.data.crop,
         interpolation=config.data.interpolation,  # None: the crop flavour's, not the model's
-        augment=_augment_fn(config, prep["mean"], prep["std"]), workers=config.data.workers, device_count=local_devices,
+        augment=augment_from_config(config.data, mean=prep["mean"], std=prep["std"]),
+        workers=config.data.workers, device_count=local_devices,
         area_range=config.data.crop_area_range, aspect_ratio_range=config.data.crop_aspect_range,
         flip=config.data.flip, inception_fast_mode=config.data.inception_fast_mode,
         dct_scaled_decode=config.data.dct_scaled_decode)
-    # Padding is masked out, so the eval batch may round up to a multiple of the device count.
-    eval_batch = -(-config.eval.batch_size // mesh.devices.size) * mesh.devices.size
+    eval_batch = eval_batch_size(config.eval.batch_size, mesh.devices.size)
     eval_iter = data_lib.eval_loader(
         eval_path, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
         interpolation=prep["interpolation"], global_batch_size=eval_batch,
         process_index=jax.process_index(), process_count=jax.process_count(),
         workers=config.data.workers, device_count=local_devices, crop=config.data.crop)
-    num_train = config.data.num_train_examples or train_iter.num_examples
+    num_train, count_note = schedule_examples(config.data.num_train_examples, train_iter.num_examples)
     steps_per_epoch = config_steps_per_epoch(config, num_train)
     num_steps = total_steps(config, num_train)
 
     # --------------------------------------------------------------- Model ----
-    model_kwargs = config.model.overrides()
-    if "dtype" in model_kwargs:
-        model_kwargs["dtype"] = jnp.dtype(model_kwargs["dtype"])
-    model = create_model(config.model.name, num_classes=config.model.num_classes,
-                         rngs=nnx.Rngs(config.seed), **model_kwargs)
+    model = create_model_from_config(config)
 
     # ----------------------------------------------------------- Optimizer ----
     schedule = build_schedule(config, num_train)
@@ -234,13 +154,12 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     # ------------------------------------------------- Checkpoint / resume ----
     ckpt = Checkpointer(str(workdir), keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best)
     start_step = ckpt.latest_step()
-    _sync_config(workdir, config, start_step is not None, allow_config_change, write=is_main)
+    sync_config(workdir, config, resuming=start_step is not None, allow_config_change=allow_config_change,
+                write=is_main)
     if is_main:
-        _write_class_names(workdir, train_iter.source)
+        write_class_names(workdir, getattr(train_iter.source, "class_names", None))
     if start_step is None and init_from is not None:
-        from flaxnets import load_weights
-
-        load_weights(model, init_from, skip_classifier=config.model.num_classes != 1000)
+        flaxnets.load_weights(model, init_from, skip_classifier=config.model.num_classes != 1000)
     graphdef, state = create_train_state(
         model, tx, seed=config.seed, ema=config.ema.decay is not None,
         ema_batch_stats=config.ema.include_batch_stats)
@@ -256,16 +175,18 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
             train_iter.set_state(data_state)
     start_step = int(start_step or 0)
     writer = MetricWriter(workdir, active=is_main, resume_step=start_step if start_step else None)
+    if is_main:
+        summary = start_summary(
+            config, workdir=workdir, state=state, mesh=mesh, train_examples=train_iter.num_examples,
+            eval_examples=eval_iter.num_examples, data_classes=getattr(train_iter.source, "num_classes", None),
+            count_note=count_note, num_train=num_train, steps_per_epoch=steps_per_epoch, num_steps=num_steps,
+            start_step=start_step, init_from=init_from)
+        print(summary, file=stream, flush=True)
+        write_summary(workdir, summary)
 
     # --------------------------------------------------------------- Steps ----
-    def loss_fn(logits, labels):
-        return cross_entropy_loss(logits, labels, config.loss.label_smoothing).mean()
-
-    train_step = make_train_step(
-        graphdef, tx, loss_fn=loss_fn, mean=prep["mean"], std=prep["std"], grad_accum_steps=accum,
-        ema_decay=config.ema.decay, ema_dynamic_decay=config.ema.dynamic_decay,
-        ema_start_step=config.ema.start_step,
-        learning_rate_fn=schedule, mix_fn=_mix_fn(config), num_classes=config.model.num_classes, mesh=mesh)
+    train_step = train_step_from_config(config, graphdef, tx, schedule=schedule, mean=prep["mean"],
+                                        std=prep["std"], mesh=mesh)
     eval_step = make_eval_step(graphdef, mean=prep["mean"], std=prep["std"], mesh=mesh)
 
     if config.eval.every_steps:
@@ -284,7 +205,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     last_eval: dict = {}
     last_good = start_step
     progress = ProgressBar(num_steps, start_step=start_step, images_per_step=global_batch,
-                           stream=stream, active=is_main)
+                           stream=stream, every=log_every, active=is_main)
 
     def flush(step):
         """Check the pending steps for NaN/Inf and log their mean; returns the line's metrics."""

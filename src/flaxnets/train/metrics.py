@@ -11,7 +11,9 @@ import math
 import os
 from pathlib import Path
 
-METRICS_FILE = "metrics.jsonl"
+from tensorboardX import SummaryWriter
+
+from flaxnets.train.workdir import METRICS_FILE, TENSORBOARD_DIR
 
 
 def _json_value(value):
@@ -43,14 +45,6 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> int:
     return len(kept)
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Every record of a metrics.jsonl, in order."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 class MetricWriter:
     """Writes one JSON object per call to metrics.jsonl and each scalar to TensorBoard.
 
@@ -73,11 +67,9 @@ class MetricWriter:
             path.unlink()
         self._file = open(path, "a", buffering=1)
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
             # purge_step drops TensorBoard events beyond the resumed step, like the jsonl.
             self._tb = SummaryWriter(
-                str(workdir / "tensorboard"), purge_step=None if resume_step is None else resume_step + 1
+                str(workdir / TENSORBOARD_DIR), purge_step=None if resume_step is None else resume_step + 1
             )
 
     def write(self, step: int, metrics: dict) -> None:

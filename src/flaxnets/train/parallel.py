@@ -107,12 +107,6 @@ def check_batch_size(global_batch: int, num_devices: int, grad_accum_steps: int 
         )
 
 
-def local_batch_size(global_batch: int, mesh: Mesh) -> int:
-    """Examples this process feeds per step: its devices' share of the global batch."""
-    local = sum(1 for d in mesh.devices.flat if d.process_index == jax.process_index())
-    return global_batch * local // mesh.devices.size
-
-
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
     """Turn this process's share of a batch (numpy) into global arrays sharded on "data"."""
     sharding = batch_sharding(mesh)

@@ -1,7 +1,8 @@
 """A plain-text console progress bar: step, images/s and ETA.
 
 On a terminal it redraws one line with a carriage return; otherwise (a log file, CI) it prints a
-full line every `every` steps so logs stay readable.
+full line every `every` steps, and at least every `max_silence_s` seconds so a slow run's log
+still shows it is alive.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class ProgressBar:
 
     def __init__(self, total_steps: int, *, start_step: int = 0, images_per_step: int = 1,
                  stream=None, every: int = 50, active: bool = True, width: int = 24, unit: str = "step",
-                 rate_unit: str = "img/s"):
+                 rate_unit: str = "img/s", max_silence_s: float = 60.0, clock=time.perf_counter):
         self.total = max(1, total_steps)
         self.start_step = start_step
         self.images_per_step = images_per_step
@@ -34,12 +35,15 @@ class ProgressBar:
         self.active = active
         self.width = width
         self.unit, self.rate_unit = unit, rate_unit
-        self._t0 = time.perf_counter()
+        self.max_silence_s = max_silence_s
+        self._clock = clock
+        self._t0 = clock()
+        self._last_print = self._t0
         self._last_len = 0
 
     def line(self, step: int, extra: str = "") -> str:
         """The text shown for `step`."""
-        elapsed = time.perf_counter() - self._t0
+        elapsed = self._clock() - self._t0
         done = step - self.start_step
         rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else float("nan")
@@ -51,7 +55,8 @@ class ProgressBar:
         return f"{text} {extra}".rstrip()
 
     def update(self, step: int, extra: str = "") -> None:
-        """Show progress after `step` (on a non-terminal, only every `every` steps and the last)."""
+        """Show progress after `step` (on a non-terminal, every `every` steps, the last, and
+        whenever `max_silence_s` seconds have passed since the last line)."""
         if not self.active:
             return
         if self.tty:
@@ -60,9 +65,11 @@ class ProgressBar:
             self.stream.write(f"\r{text}{pad}")
             self._last_len = len(text)
             self.stream.flush()
-        elif step % self.every == 0 or step == self.total:
+        elif (step % self.every == 0 or step == self.total
+              or self._clock() - self._last_print >= self.max_silence_s):
             self.stream.write(self.line(step, extra) + "\n")
             self.stream.flush()
+            self._last_print = self._clock()
 
     def message(self, text: str) -> None:
         """Print a line of its own (e.g. evaluation results) without garbling the bar."""

@@ -4,11 +4,21 @@ with the raw or EMA weights. Shared by `flaxnets eval/predict/export --workdir`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
 from flaxnets.errors import FlaxnetsError
+from flaxnets.models import param_kinds
+from flaxnets.train import parallel
+from flaxnets.train.checkpoint import Checkpointer
+from flaxnets.train.from_config import create_model_from_config, resolve_preprocessing
+from flaxnets.train.optim import build_optimizer
+from flaxnets.train.state import create_train_state, merge_model
+from flaxnets.train.workdir import CHECKPOINT_DIR, read_class_names, read_config
 
 
 @dataclasses.dataclass
@@ -31,15 +41,11 @@ class SavedRun:
 
     def preprocessing(self) -> dict:
         """The run's eval preprocessing: image_size, crop_fraction, interpolation, mean, std."""
-        from flaxnets.train.loop import resolve_preprocessing
-
         return resolve_preprocessing(self.config)
 
     def model(self, ema: bool | None = None):
         """The network in eval mode with the EMA weights (`ema` None: when the run kept them)
         or the raw ones."""
-        from flaxnets.train.state import merge_model
-
         if ema is None:
             ema = self.has_ema
         if ema and not self.has_ema:
@@ -57,7 +63,7 @@ def _select_step(ckpt, checkpoint, workdir: Path) -> int:
     else:
         raise FlaxnetsError(f"--checkpoint {checkpoint!r}: expected latest, best or a saved step number")
     if step is None:
-        raise FlaxnetsError(f"no checkpoint {checkpoint!r} in {workdir / 'checkpoints'} (saved: {ckpt.all_steps() or 'none'})")
+        raise FlaxnetsError(f"no checkpoint {checkpoint!r} in {workdir / CHECKPOINT_DIR} (saved: {ckpt.all_steps() or 'none'})")
     return int(step)
 
 
@@ -65,40 +71,16 @@ def restore_run(workdir, checkpoint: str = "latest", mesh=None) -> SavedRun:
     """Read `workdir`'s config.json and restore checkpoint `checkpoint` ("latest", "best" or a
     step number), replicated over `mesh` (default: every device). The model is rebuilt from the
     config (name, num_classes, overrides) without initialising any weights."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from flaxnets.config import Config
-    from flaxnets.models import create_model, param_kinds
-    from flaxnets.train import parallel
-    from flaxnets.train.checkpoint import Checkpointer
-    from flaxnets.train.loop import CLASS_NAMES_FILE, CONFIG_FILE
-    from flaxnets.train.optim import build_optimizer
-    from flaxnets.train.state import create_train_state
-
     workdir = Path(workdir)
-    config_path = workdir / CONFIG_FILE
-    if not config_path.is_file():
-        raise FlaxnetsError(f"--workdir {str(workdir)!r} holds no {CONFIG_FILE}; expected a `flaxnets train` work directory")
-    config = Config.from_dict(json.loads(config_path.read_text()))
-    class_names = None
-    names_path = workdir / CLASS_NAMES_FILE
-    if names_path.is_file():
-        names = json.loads(names_path.read_text())
-        if isinstance(names, list) and len(names) == config.model.num_classes:
-            class_names = [str(n) for n in names]
+    config = read_config(workdir)
+    class_names = read_class_names(workdir, config.model.num_classes)
 
     mesh = parallel.make_mesh() if mesh is None else mesh
     ckpt = Checkpointer(str(workdir), keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best,
                         async_save=False, read_only=True)
     try:
         step = _select_step(ckpt, checkpoint, workdir)
-        model_kwargs = config.model.overrides()
-        if "dtype" in model_kwargs:
-            model_kwargs["dtype"] = jnp.dtype(model_kwargs["dtype"])
-        model = nnx.eval_shape(lambda: create_model(config.model.name, num_classes=config.model.num_classes,
-                                                    rngs=nnx.Rngs(config.seed), **model_kwargs))
+        model = nnx.eval_shape(lambda: create_model_from_config(config))
         # Only the optimizer state's structure is needed to restore; a real schedule would need
         # the training-set size, which the config often leaves to the data (None).
         num_train = config.data.num_train_examples or 1

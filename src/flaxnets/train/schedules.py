@@ -34,6 +34,33 @@ def steps_per_epoch(num_train_examples: int, global_batch_size: int, mode: str =
     raise UsageError(f"schedule.steps_per_epoch_mode={mode!r}: expected 'floor' or 'real'")
 
 
+#: A recipe's `data.num_train_examples` within this fraction of the data's count describes the
+#: same data set (a copy with a few files missing or unreadable): the recipe's count is kept so
+#: the schedule is the reference's step for step. Further off, the data is another data set.
+SAME_DATA_TOLERANCE = 0.01
+
+
+def schedule_examples(configured: int | None, found: int) -> tuple[int, str | None]:
+    """(the training-set size the schedule counts epochs of, a one-line note or None).
+
+    `configured` is `data.num_train_examples` (None: count the data), `found` the number of
+    training examples in the data. A fine-tune of a published recipe on other data counts
+    epochs of its own data: `train.epochs=3` means three passes over it, whatever count the
+    recipe was written for. Within `SAME_DATA_TOLERANCE` the recipe's count is kept.
+    """
+    if configured is None or configured == found:
+        return found, None
+    if abs(found - configured) <= SAME_DATA_TOLERANCE * configured:
+        return configured, (
+            f"data: {found:,} training examples found, the recipe's data.num_train_examples is "
+            f"{configured:,} (within 1%: the same data set); the schedule counts epochs of {configured:,} "
+            f"(--set data.num_train_examples=none to count the {found:,} found)")
+    return found, (
+        f"data: {found:,} training examples found, not the recipe's data.num_train_examples="
+        f"{configured:,}; the schedule counts epochs of the {found:,} found, so train.epochs is passes "
+        f"over this data (for the recipe's length, scale train.epochs by {configured:,} / {found:,})")
+
+
 def config_steps_per_epoch(config: Config, num_train_examples: int) -> float:
     """`steps_per_epoch` for this config's batch and `schedule.steps_per_epoch_mode`."""
     return steps_per_epoch(num_train_examples, config.train.global_batch_size, config.schedule.steps_per_epoch_mode)
@@ -56,8 +83,7 @@ def build_schedule(config: Config, num_train_examples: int) -> Schedule:
     """The learning rate as a function of the optimizer step (int, array or traced int), float32 of
     the step's shape: the `flaxnets.optimizers.SCHEDULES` entry `schedule.name` with its arguments.
 
-    `num_train_examples` is `config.data.num_train_examples` or, when that is None, the count of
-    the training data.
+    `num_train_examples` is the training-set size epochs count (`schedule_examples`).
     """
     s = config.schedule
     spe = config_steps_per_epoch(config, num_train_examples)

@@ -172,10 +172,12 @@ def make_train_step(
 
 
 def make_eval_step(graphdef, *, mean, std, mesh=None):
-    """Build `eval_step(params, batch_stats, other, batch) -> counts` (jitted).
+    """Build `eval_step(params, batch_stats, other, batch) -> outputs` (jitted): the one
+    compiled evaluation of training, `flaxnets eval` and `flaxnets predict`.
 
-    `batch` has "image", "label" and "mask"; counts are int32 sums over the masked-in examples:
-    top1, top5 (top-min(5, classes)) and count.
+    `batch` has "image" (uint8 NHWC), "label" and "mask"; outputs are the int32 sums over the
+    masked-in examples top1, top5 (top-min(5, classes)) and count, and the float32 "logits"
+    of every row (split over the mesh like the batch).
     """
 
     def eval_step(params, batch_stats, other, batch):
@@ -188,10 +190,13 @@ def make_eval_step(graphdef, *, mean, std, mesh=None):
             "top1": jnp.sum(_top_k_correct(logits, labels, 1) * mask),
             "top5": jnp.sum(_top_k_correct(logits, labels, 5) * mask),
             "count": jnp.sum(mask),
+            "logits": logits,
         }
 
     if mesh is None:
         return jax.jit(eval_step)
     replicated = parallel.replicated(mesh)
+    out_shardings = {"top1": replicated, "top5": replicated, "count": replicated,
+                     "logits": parallel.batch_sharding(mesh)}
     return jax.jit(eval_step, in_shardings=(replicated, replicated, replicated, parallel.batch_sharding(mesh)),
-                   out_shardings=replicated)
+                   out_shardings=out_shardings)

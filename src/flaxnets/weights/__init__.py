@@ -14,8 +14,15 @@ from __future__ import annotations
 
 import pathlib
 
+import jax
+from flax import nnx
+
 from flaxnets.errors import FlaxnetsError
+from flaxnets.models import create_model
+from flaxnets.weights import common
 from flaxnets.weights.common import WeightsInfo, imagenet_class_names
+from flaxnets.weights.keras import is_keras_file, load_keras
+from flaxnets.weights.torch import TORCH_SUFFIXES, inspect_torch, load_torch
 
 __all__ = ["WeightsInfo", "create_pretrained", "imagenet_class_names", "inspect_weights", "load_weights"]
 
@@ -27,24 +34,14 @@ def _check(path) -> pathlib.Path:
     return path
 
 
-def _is_keras(path: pathlib.Path) -> bool:
-    from flaxnets.weights.keras import is_keras_file
-
-    return is_keras_file(path)
-
-
 def inspect_weights(path) -> WeightsInfo:
     """Layout and origin of a weights file: how to build the model (padding, BatchNorm eps and
     momentum via `info.model_overrides()`) and feed it (`info.mean` / `info.std`, None = the
     model's default)."""
-    from flaxnets.weights import common
-
     path = _check(path)
-    if path.suffix in (".h5", ".keras") and _is_keras(path):
+    if path.suffix in (".h5", ".keras") and is_keras_file(path):
         # Keras applications are TF models: SAME padding, eps 1e-3; they normalise inside.
         return common.origin_info("keras", "tf")
-    from flaxnets.weights.torch import TORCH_SUFFIXES, inspect_torch
-
     if path.suffix in TORCH_SUFFIXES:
         return inspect_torch(path)
     raise FlaxnetsError(
@@ -63,14 +60,8 @@ def load_weights(model, path, *, skip_classifier: bool = False, strict: bool = T
     path = _check(path)
     info = inspect_weights(path)
     if info.layout == "keras":
-        from flaxnets.weights.keras import load_keras
-
-        result = load_keras(model, path, skip_classifier=skip_classifier)
-        if isinstance(result, WeightsInfo):
-            return result
+        load_keras(model, path, skip_classifier=skip_classifier)
         return info
-    from flaxnets.weights.torch import load_torch
-
     return load_torch(model, path, skip_classifier=skip_classifier, strict=strict)
 
 
@@ -79,11 +70,6 @@ def create_pretrained(name: str, path, **overrides):
     with it. Parameters are never randomly initialised (the model is built abstractly and every
     array comes from the file), which makes this much faster than create_model + load_weights.
     """
-    import jax
-    from flax import nnx
-
-    from flaxnets.models import create_model
-
     info = inspect_weights(path)
     model = nnx.eval_shape(lambda: create_model(name, **{**info.model_overrides(), **overrides}))
     info = load_weights(model, path)

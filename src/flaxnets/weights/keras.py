@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flaxnets.errors import FlaxnetsError
+from flaxnets.models.counting import traced_summary
 
 _STREAMS = {
     "conv2d": "conv", "depthwise_conv2d": "depthwise", "batch_normalization": "bn",
@@ -102,8 +103,6 @@ def load_keras(model, path, *, skip_classifier: bool = False):
     whose shape does not fit, with both shapes, or the first missing / surplus layer.
     Returns `model`.
     """
-    from flaxnets.models.counting import traced_summary
-
     streams = _read(path)
     rows = traced_summary(model, 32)  # our layers in call order
     if skip_classifier:

@@ -1,0 +1,67 @@
+"""What a Config resolves to, in one place each: the model it builds, the preprocessing it uses
+(its own values, else the model's defaults) and the train step it runs. Training, evaluation,
+`restore`, predict, export and `flaxnets benchmark model` all come here, so a run is rebuilt
+exactly as it was trained and the benchmark times the step training runs."""
+
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+from flax import nnx
+
+from flaxnets import models
+from flaxnets.config import Config
+from flaxnets.data import mix
+from flaxnets.train.losses import cross_entropy_loss
+from flaxnets.train.step import make_train_step
+
+
+def resolve_preprocessing(config: Config) -> dict:
+    """Resolution, eval crop fraction, interpolation and mean/std: the config's, else the model's."""
+    spec = models.get_spec(config.model.name)
+    d = config.data
+    return {
+        "image_size": d.image_size or spec.resolution,
+        "crop_fraction": d.eval_crop_fraction or spec.crop_fraction,
+        "interpolation": d.interpolation or spec.interpolation,
+        "mean": tuple(d.mean or spec.mean),
+        "std": tuple(d.std or spec.std),
+    }
+
+
+def create_model_from_config(config: Config) -> nnx.Module:
+    """The network of `config.model` (name, classes, overrides), initialised from `config.seed`.
+
+    `flaxnets.models.create_model` is looked up at call time, so tests can swap in a tiny one.
+    """
+    overrides = config.model.overrides()
+    if "dtype" in overrides:
+        overrides["dtype"] = jnp.dtype(overrides["dtype"])
+    return models.create_model(config.model.name, num_classes=config.model.num_classes,
+                               rngs=nnx.Rngs(config.seed), **overrides)
+
+
+def _loss_fn(label_smoothing: float, logits, labels):
+    return cross_entropy_loss(logits, labels, label_smoothing).mean()
+
+
+def mix_from_config(config: Config):
+    """Batch-level Mixup / CutMix on the device as `data.*` asks (alphas, the probability that a
+    batch is mixed, CutMix's share), or None when both alphas are 0."""
+    d = config.data
+    if not d.mixup_alpha and not d.cutmix_alpha:
+        return None
+    return functools.partial(mix.mixup_or_cutmix, mixup_alpha=d.mixup_alpha, cutmix_alpha=d.cutmix_alpha,
+                             prob=d.mix_prob, switch_prob=d.mix_switch_prob)
+
+
+def train_step_from_config(config: Config, graphdef, tx, *, schedule, mean, std, mesh):
+    """`make_train_step` with the config's loss (label smoothing), gradient accumulation, EMA,
+    Mixup / CutMix and `schedule` as the logged learning rate."""
+    return make_train_step(
+        graphdef, tx, loss_fn=functools.partial(_loss_fn, config.loss.label_smoothing), mean=mean, std=std,
+        grad_accum_steps=config.train.grad_accum_steps, ema_decay=config.ema.decay,
+        ema_dynamic_decay=config.ema.dynamic_decay, ema_start_step=config.ema.start_step,
+        learning_rate_fn=schedule, mix_fn=mix_from_config(config),
+        num_classes=config.model.num_classes, mesh=mesh)

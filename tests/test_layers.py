@@ -1,0 +1,115 @@
+"""The layering of docs/ARCHITECTURE.md, read from the source with `ast`: which package may
+import which, no import cycle inside train/, and commands that leave JAX unimported until they
+run (so `flaxnets --help` stays fast)."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "flaxnets"
+
+#: Layer -> the flaxnets layers it must not import (anywhere in its modules, lazily or not).
+FORBIDDEN = {
+    "errors": {"config", "models", "data", "recipes", "weights", "export", "train", "report", "commands", "cli"},
+    "config": {"models", "data", "recipes", "weights", "export", "train", "report", "commands", "cli"},
+    "models": {"data", "recipes", "weights", "export", "train", "report", "commands", "cli"},
+    "data": {"models", "recipes", "weights", "export", "train", "report", "commands", "cli"},
+    "recipes": {"models", "data", "weights", "export", "train", "report", "commands", "cli"},
+    "weights": {"data", "recipes", "export", "train", "report", "commands", "cli"},
+    "export": {"data", "recipes", "weights", "train", "report", "commands", "cli"},
+    "train": {"export", "report", "commands", "cli"},
+    "report": {"export", "commands", "cli"},
+}
+
+#: Libraries a command module or the CLI must not import when it is loaded.
+HEAVY = ("jax", "flax", "optax", "orbax", "grain", "torch", "onnx", "keras", "tensorflow")
+
+
+def _layer(module: str) -> str:
+    """flaxnets.train.loop -> train; flaxnets.errors -> errors; flaxnets -> ''."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        yield name, path
+
+
+def _imports(path: Path, *, top_level_only: bool = False) -> set[str]:
+    """Modules `path` imports (absolute names; `from a import b` gives a and a.b)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+MODULES = dict(_modules())
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) in FORBIDDEN))
+def test_imports_point_down_the_layers(module):
+    layer = _layer(module)
+    bad = sorted(name for name in _imports(MODULES[module])
+                 if name.startswith("flaxnets.") and _layer(name) in FORBIDDEN[layer])
+    assert not bad, f"{module} ({layer}) imports {bad}; docs/ARCHITECTURE.md says {layer} may not"
+
+
+def test_train_has_no_import_cycle():
+    train = {m for m in MODULES if m.startswith("flaxnets.train.")}
+    graph = {m: {i for i in _imports(MODULES[m]) if i in train and i != m} for m in train}
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            assert state.get(nxt) != "open", "import cycle: " + " -> ".join(path + [nxt])
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("flaxnets.commands.") or m == "flaxnets.cli"))
+def test_commands_import_no_heavy_library_at_module_level(module):
+    heavy = sorted(n for n in _imports(MODULES[module], top_level_only=True) if n.split(".")[0] in HEAVY)
+    assert not heavy, f"{module} imports {heavy} at module level; import them inside run()"
+
+
+def test_loading_every_command_leaves_jax_unimported():
+    script = ("import importlib, pkgutil, sys\n"
+              "import flaxnets.cli, flaxnets.commands as c\n"
+              "for info in pkgutil.iter_modules(c.__path__): importlib.import_module(f'flaxnets.commands.{info.name}')\n"
+              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_param_kinds_of_the_zoo_are_the_configs():
+    # The weight-decay keys (config.PARAM_KINDS) name exactly the kinds the models report.
+    from flax import nnx
+
+    from flaxnets.config import PARAM_KINDS
+    from flaxnets.models import create_model, param_kinds
+
+    kinds = set()
+    for name in ("efficientnet_b0", "mobilenet_v3_small"):
+        kinds |= set(param_kinds(nnx.eval_shape(lambda: create_model(name))).values())
+    assert kinds == set(PARAM_KINDS)
