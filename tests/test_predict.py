@@ -103,3 +103,18 @@ def test_predict_and_eval_give_the_same_logits(weights_file, images, tmp_path, m
     predicted, evaluated = recorded
     assert predicted.shape == evaluated.shape == (1, 1000)
     np.testing.assert_allclose(predicted, evaluated, rtol=0, atol=1e-6)
+
+
+def test_evaluation_crops_as_the_reference_of_its_run_or_weights():
+    """A run is evaluated with its own data.crop flavour (centre-crop arithmetic and resize of its
+    reference); imported weights with the pipeline that evaluated them at their source."""
+    from flaxnets.models import get_spec
+    from flaxnets.recipes import load_recipe
+    from flaxnets.train.from_config import resolve_preprocessing
+
+    assert resolve_preprocessing(load_recipe("efficientnet_b0_tpu"))["crop"] == "tf_tpu"
+    assert resolve_preprocessing(load_recipe("mobilenet_v3_large_paper"))["crop"] == "inception"
+    assert resolve_preprocessing(load_recipe("mobilenet_v3_large_tfvision"))["crop"] == "tf_vision"
+    assert get_spec("efficientnet_lite0").eval_crop == "tf_tpu"  # TF-TPU checkpoints
+    assert get_spec("mobilenet_v3_large").eval_crop == "inception"  # TF-slim checkpoints
+    assert get_spec("mobilenet_v4_conv_medium").eval_crop == "tf_vision"

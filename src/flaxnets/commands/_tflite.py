@@ -48,11 +48,12 @@ def export(args, loaded, resolution: int) -> int:
     import numpy as np
 
     prep = Preprocessing(resolution, loaded.crop_fraction, loaded.interpolation, tuple(loaded.mean),
-                         tuple(loaded.std), loaded.class_names, args.include_preprocessing)
+                         tuple(loaded.std), loaded.class_names, args.include_preprocessing, loaded.crop)
     calibration = None
     if args.int8:
         calibration = calibration_images(args.calibration, args.calibration_images, resolution=resolution,
-                                         crop_fraction=loaded.crop_fraction, interpolation=loaded.interpolation)
+                                         crop_fraction=loaded.crop_fraction, interpolation=loaded.interpolation,
+                                         crop=loaded.crop)
         print(f"calibrating on {len(calibration)} images of {args.calibration}")
     path = export_tflite(loaded.model, args.out, prep=prep, calibration=calibration)
     kind = "int8 (full integer)" if args.int8 else "float32"

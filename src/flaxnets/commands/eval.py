@@ -37,7 +37,7 @@ def _evaluate_weights(args) -> dict:
         args.data, image_size=spec.resolution, crop_fraction=spec.crop_fraction,
         interpolation=spec.interpolation, global_batch_size=eval_batch_size(args.batch_size or 64, mesh.devices.size),
         process_index=jax.process_index(), process_count=jax.process_count(),
-        device_count=jax.local_device_count(), split=args.split)
+        device_count=jax.local_device_count(), split=args.split, crop=spec.eval_crop)
     eval_step, variables = model_evaluator(model, mean=info.mean or spec.mean, std=info.std or spec.std, mesh=mesh)
     result = evaluate(eval_step, {"raw": variables}, iter(loader), mesh)["raw"]
     return {"eval_top1": result["top1"] if result["count"] else 0.0,

@@ -42,7 +42,7 @@ def add_arguments(parser):
     parser.add_argument("--std", type=float, nargs=3, help="per-channel std, 0-255 scale")
 
 
-def read_images(paths, *, resolution: int, crop_fraction: float, interpolation: str):
+def read_images(paths, *, resolution: int, crop_fraction: float, interpolation: str, crop: str):
     """uint8 NHWC batch of image files, each decoded and centre-cropped by the evaluation's own
     transform (`flaxnets.data.transforms.eval_transform`), so predict sees what eval sees."""
     import numpy as np
@@ -56,7 +56,7 @@ def read_images(paths, *, resolution: int, crop_fraction: float, interpolation: 
             with open(path, "rb") as f:
                 data = f.read()
             images.append(eval_transform(data, image_size_px=resolution, crop_fraction=crop_fraction,
-                                         interpolation=interpolation))
+                                         interpolation=interpolation, crop=crop))
         except (OSError, DecodeError) as e:
             raise FlaxnetsError(f"cannot read image {path}: {e.__class__.__name__}") from e
     return np.stack(images)
@@ -100,6 +100,8 @@ class Loaded:
     std: tuple
     #: Class names in label order, or None when unknown (ids only).
     class_names: list[str] | None
+    #: The reference pipeline (a `data.crop` flavour) whose centre crop and resize evaluate it.
+    crop: str = "tf_vision"
 
 
 def check_source(args) -> None:
@@ -139,13 +141,13 @@ def load_source(args, stream=None) -> Loaded:
         num_classes = run.config.model.num_classes
         names = imagenet_class_names() if num_classes == 1000 else run.class_names
         return Loaded(model, prep["image_size"], prep["crop_fraction"], prep["interpolation"],
-                      tuple(prep["mean"]), tuple(prep["std"]), names)
+                      tuple(prep["mean"]), tuple(prep["std"]), names, prep["crop"])
     from flaxnets.models import get_spec
 
     spec = get_spec(args.model)
     model, mean, std = load_pretrained(args.model, args.weights)
     return Loaded(model, spec.resolution, spec.crop_fraction, spec.interpolation, tuple(mean or spec.mean),
-                  tuple(std or spec.std), imagenet_class_names())
+                  tuple(std or spec.std), imagenet_class_names(), spec.eval_crop)
 
 
 def run(args) -> int:
@@ -156,7 +158,7 @@ def run(args) -> int:
     if args.tflite:
         model, prep = _tflite.predict_source(args)
         loaded = Loaded(model, prep.resolution, prep.crop_fraction, prep.interpolation, prep.mean, prep.std,
-                        prep.class_names)
+                        prep.class_names, prep.crop)
     else:
         check_source(args)
         loaded = load_source(args)
@@ -165,7 +167,7 @@ def run(args) -> int:
     mean = args.mean or loaded.mean
     std = args.std or loaded.std
     images = read_images(args.images, resolution=resolution, crop_fraction=crop_fraction,
-                         interpolation=loaded.interpolation)
+                         interpolation=loaded.interpolation, crop=loaded.crop)
     classify_batch = _tflite.classify if args.tflite else classify
     results, num_classes = classify_batch(loaded.model, images, mean=mean, std=std, top_k=args.top_k)
     names = loaded.class_names if loaded.class_names and len(loaded.class_names) == num_classes else None

@@ -80,6 +80,8 @@ class Preprocessing:
     class_names: list[str] | None = None
     #: True: the model takes raw uint8 pixels and normalises inside.
     included: bool = False
+    #: The reference pipeline (a `data.crop` flavour) whose centre crop and resize feed it.
+    crop: str = "tf_vision"
 
 
 def _stablehlo(model, resolution: int, prep: Preprocessing | None) -> bytes:
@@ -254,7 +256,7 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> path
 
 
 def calibration_images(folder, count: int, *, resolution: int, crop_fraction: float,
-                       interpolation: str, seed: int = 0) -> np.ndarray:
+                       interpolation: str, crop: str = "tf_vision", seed: int = 0) -> np.ndarray:
     """`count` images of `folder` (image files at any depth, e.g. class folders; a seeded random
     choice when there are more) through the eval transform: uint8 [n, R, R, 3]."""
     from flaxnets.data.decode import DecodeError
@@ -275,7 +277,8 @@ def calibration_images(folder, count: int, *, resolution: int, crop_fraction: fl
     for file in files:
         try:
             images.append(eval_transform(file.read_bytes(), image_size_px=resolution,
-                                         crop_fraction=crop_fraction, interpolation=interpolation))
+                                         crop_fraction=crop_fraction, interpolation=interpolation,
+                                         crop=crop))
         except (DecodeError, OSError) as e:
             raise FlaxnetsError(f"calibration image {file}: cannot read it ({e.__class__.__name__})") from e
     return np.stack(images)

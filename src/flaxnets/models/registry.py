@@ -39,7 +39,9 @@ class ModelSpec:
 
     mean/std (0-255 scale) describe the inputs the model's imported weights were trained on, so
     `predict`/`eval` of those weights use them; a training recipe states its own normalisation
-    (data.mean/data.std) from its source. `crop_fraction` is the eval centre-crop fraction;
+    (data.mean/data.std) from its source. `crop_fraction` is the eval centre-crop fraction and
+    `eval_crop` the reference pipeline whose centre-crop arithmetic and resize evaluate those
+    weights (a `data.crop` flavour: "inception" = TF-slim, "tf_tpu", "tf_vision");
     `published_macs` is the source's multiply-add figure as printed ("219M", "0.39B"), whose
     digits give its precision; `published_top1` is the source's ImageNet top-1 (%), or None.
     """
@@ -61,6 +63,7 @@ class ModelSpec:
     bn_epsilon: float = 1e-3
     kernel_init: str = "tf_tpu"
     defaults: dict[str, Any] = field(default_factory=dict)
+    eval_crop: str = "tf_vision"
 
     def architecture(self) -> Architecture:
         """The family table and scaling rules this name builds."""
@@ -78,10 +81,11 @@ class ModelSpec:
 
 def _mobilenet(name, family, args, top1, macs=None):
     # The Keras-applications MobileNet weights (the ones `flaxnets.weights` imports) take inputs in
-    # [-1, 1], crop 0.875, bilinear. TF-Vision *trains* MobileNets on ImageNet mean/std instead
-    # (classification_input.py); its recipes say so themselves.
+    # [-1, 1], crop 0.875, bilinear: they are TF-slim's checkpoints, evaluated by TF-slim's
+    # inception_preprocessing.preprocess_for_eval (research/slim in tensorflow/models). TF-Vision
+    # *trains* MobileNets on ImageNet mean/std instead (classification_input.py); its recipes say so.
     return ModelSpec(name, family, args, 224, 0.875, "bilinear", INCEPTION_MEAN, INCEPTION_STD,
-                     0.2, top1, macs, kernel_init="tf_vision")
+                     0.2, top1, macs, kernel_init="tf_vision", eval_crop="inception")
 
 
 def _efficientnet(variant, top1, macs=None):
@@ -91,7 +95,7 @@ def _efficientnet(variant, top1, macs=None):
     mean, std = (LITE_MEAN, LITE_STD) if lite else (IMAGENET_MEAN, IMAGENET_STD)
     return ModelSpec(f"efficientnet_{variant}", "efficientnet", {"variant": variant}, res,
                      res / (res + 32), "bicubic", mean, std, dropout, top1, macs,
-                     stochastic_depth_rate=0.2, kernel_init="tf_tpu")
+                     stochastic_depth_rate=0.2, kernel_init="tf_tpu", eval_crop="tf_tpu")
 
 
 def _mobilenet_v4(variant, resolution, top1, *, dropout=0.2, stochastic_depth=0.0,

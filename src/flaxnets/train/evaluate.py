@@ -98,7 +98,7 @@ def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_siz
         data_dir, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
         interpolation=prep["interpolation"], global_batch_size=eval_batch,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        device_count=jax.local_device_count(), split=split)
+        device_count=jax.local_device_count(), split=split, crop=prep["crop"])
     eval_step = make_eval_step(run.graphdef, mean=prep["mean"], std=prep["std"], mesh=mesh)
     result = evaluate_state(eval_step, run.state, iter(loader), mesh)
     result["step"] = run.step

@@ -18,11 +18,14 @@ from flaxnets.train.step import make_train_step
 
 
 def resolve_preprocessing(config: Config) -> dict:
-    """Resolution, eval crop fraction, interpolation and mean/std: the config's, else the model's."""
+    """Resolution, eval crop flavour and fraction, interpolation and mean/std: the config's, else
+    the model's. `crop` is the run's `data.crop`: its reference's centre-crop arithmetic and resize
+    convention evaluate the run, as they cropped its training images."""
     spec = models.get_spec(config.model.name)
     d = config.data
     return {
         "image_size": d.image_size or spec.resolution,
+        "crop": d.crop,
         "crop_fraction": d.eval_crop_fraction or spec.crop_fraction,
         "interpolation": d.interpolation or spec.interpolation,
         "mean": tuple(d.mean or spec.mean),

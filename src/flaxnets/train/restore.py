@@ -40,7 +40,7 @@ class SavedRun:
         return self.state.ema_params is not None
 
     def preprocessing(self) -> dict:
-        """The run's eval preprocessing: image_size, crop_fraction, interpolation, mean, std."""
+        """The run's eval preprocessing: image_size, crop, crop_fraction, interpolation, mean, std."""
         return resolve_preprocessing(self.config)
 
     def model(self, ema: bool | None = None):
