@@ -196,3 +196,25 @@ def test_workdir_without_a_run_is_one_line(tmp_path, capsys):
     assert main(["predict", "--workdir", str(tmp_path), "image.png"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no config.json" in err
+
+
+def test_a_checkpoint_of_another_layout_is_one_line_and_left_in_place(finetuned, tmp_path, capsys):
+    """A work directory whose checkpoint does not hold the train state its config.json builds
+    (here: the config edited to another optimizer, whose state has another layout; in practice a
+    run saved by an older flaxnets)."""
+    import json
+    import shutil
+
+    workdir = tmp_path / "run"
+    shutil.copytree(finetuned["workdir"], workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    config["optimizer"]["name"] = "sgd"
+    config["optimizer"] = {k: v for k, v in config["optimizer"].items()
+                           if k in ("name", "weight_decay", "weight_decay_exclude", "l2", "l2_exclude", "grad_clip_norm")}
+    config["optimizer"]["weight_decay"] = 0.0
+    (workdir / "config.json").write_text(json.dumps(config))
+    before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
+    assert main(["predict", "--workdir", str(workdir), "image.png"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match the train state" in err[0], err
+    assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before

@@ -99,7 +99,15 @@ def restore_run(workdir, checkpoint: str = "latest", mesh=None) -> SavedRun:
         abstract = jax.eval_shape(abstract_state, model_state)
         replicated = parallel.replicated(mesh)
         abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
-        state, _ = ckpt.restore(step, abstract, with_data=False)
+        try:
+            state, _ = ckpt.restore(step, abstract, with_data=False)
+        except (ValueError, KeyError, TypeError) as e:
+            # Orbax raises these when the saved tree differs from the one this config builds, e.g. a
+            # run saved before the optimizer registry (its optimizer state had another layout).
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise FlaxnetsError(
+                f"checkpoint {step} in {workdir / CHECKPOINT_DIR} does not match the train state its "
+                f"config.json builds with this flaxnets (saved by another version, or damaged): {first}") from e
     finally:
         ckpt.close()
     return SavedRun(workdir=workdir, config=config, step=step, graphdef=holder["graphdef"], state=state,
