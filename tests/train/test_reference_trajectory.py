@@ -37,6 +37,13 @@ warmup's float32 arithmetic differently from each other); after K steps every we
 statistic and EMA tensor within 1e-4 relative: its L2 norm and absolute sum to 1e-4 relative,
 its sum to 1e-4 of its absolute sum, each sampled entry to 1e-4 of the tensor's RMS.
 
+bfloat16 (the recipes' precision: convolutions and activations in bfloat16, parameters,
+BatchNorm statistics, logits and loss in float32): every step's loss within 1e-2 relative of the
+float32 reference. bfloat16 keeps 8 significant bits (each rounding up to 2**-9 = 2e-3
+relative); the forward alone already moves B0's first loss by 2.3e-3, and over its 20 steps the
+largest departure measured was 4.6e-3; 1e-2 leaves about twice that. (It is a coarse check:
+the loss moves by about 1e-2 from one step to the next here.)
+
 Two documented differences are accounted for exactly or bounded (docs/REFERENCE_TRAJECTORIES.md):
 - TF-Vision's EMA starts from zeros (ema_optimizer.py `shadow_copy`), ours from the initial
   weights (TF1's ExponentialMovingAverage, TF-TPU): after K updates the two differ by exactly
@@ -46,6 +53,10 @@ Two documented differences are accounted for exactly or bounded (docs/REFERENCE_
   for those goldens a moving variance may also differ by 10 * (1 - momentum**K) / (n - 1)
   relative, n the examples per BatchNorm group times the layer's positions (the Bessel factor's
   effect with batch variances up to 10x the moving one; 64 px leaves 2 x 2 positions).
+- TF-Vision's EMA under MirroredStrategy averages each replica's own BatchNorm statistics, read
+  before the cross-replica mean is written; ours averages the replica-averaged statistics. The
+  EMA of BatchNorm statistics is therefore not compared for its two-replica goldens (the live
+  statistics and the EMA of every weight are).
 """
 
 from __future__ import annotations
@@ -237,10 +248,12 @@ def run_ours(config, golden: dict):
     return np.array(losses), np.array(lrs), jax.device_get(state), paths
 
 
-def tensor_errors(name: str, values: dict[tuple, np.ndarray], paths, summaries, rtols) -> list[str]:
-    """Where our final tensors leave the golden's summaries (tolerances in the docstring)."""
+def tensor_errors(name: str, values: dict[tuple, np.ndarray], paths, summaries, rtols, indices=None) -> list[str]:
+    """Where our final tensors leave the golden's summaries (tolerances in the docstring), for
+    the golden's variables `indices` (default all)."""
     errors = []
-    for index, ((path, _), ref, rtol) in enumerate(zip(paths, summaries, rtols)):
+    for index in range(len(paths)) if indices is None else indices:
+        (path, _), ref, rtol = paths[index], summaries[index], rtols[index]
         ours = ti.summarize(values[path], index)
         rms = ref["l2"] / np.sqrt(values[path].size)
         bad = []
@@ -295,6 +308,24 @@ def test_learning_rate_per_step(request, case, replicas):
     check_learning_rates([float(schedule(step)) for step in range(golden["steps"])], golden)
 
 
+@pytest.mark.parametrize("case", ["mobilenet_v3_small_tfvision", "mobilenet_v3_large_tfvision",
+                                  "efficientnet_b0_tpu"])
+def test_variable_mapping(case):
+    """Every reference variable pairs with one of ours, by role, traversal order and shape, and
+    takes its seed-drawn value."""
+    golden = load_golden(case, 1)
+    config = recipe_config(case, golden)
+    model = create_model(config.model.name, num_classes=config.model.num_classes, rngs=nnx.Rngs(0),
+                         **config.model.overrides())
+    paths = load_drawn_weights(model, golden)
+    assert len(set(path for path, _ in paths)) == len(golden["variables"])
+    names = [ref["name"] for ref in golden["variables"]]
+    # The ends pair as they must: the stem convolution first, the classifier's kernel last.
+    assert paths[0][0] == ("stem_conv", "kernel"), names[0]
+    last_kernel = max(i for i, ref in enumerate(golden["variables"]) if ref["role"] == "kernel")
+    assert paths[last_kernel][0] == ("classifier", "kernel"), names[last_kernel]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case,replicas", CASES)
 def test_trajectory_float32(request, case, replicas):
@@ -319,7 +350,12 @@ def test_trajectory_float32(request, case, replicas):
             for index, ((path, _), ref) in enumerate(zip(paths, golden["variables"])):
                 drawn = ti.draw_variable(golden["seed"], index, ref["role"], ref["shape"])
                 ema[path] = ema[path] - start * drawn.reshape(ema[path].shape)
-        errors += tensor_errors("EMA", ema, paths, golden["final_ema"], rtols)
+        compared = None
+        if golden["reference"].startswith("TF-Vision") and golden["replicas"] > 1:
+            # Under MirroredStrategy its EMA averages each replica's own BatchNorm statistics
+            # (before they are averaged across replicas); ours averages the averaged ones.
+            compared = [i for i, ref in enumerate(golden["variables"]) if not ref["role"].startswith("moving_")]
+        errors += tensor_errors("EMA", ema, paths, golden["final_ema"], rtols, compared)
     else:
         assert state.ema_params is None, "the recipe averages the weights; the reference does not"
     assert not errors, f"{len(errors)} tensors differ after {golden['steps']} steps:\n" + "\n".join(errors[:20])
