@@ -6,6 +6,10 @@ test suite never imports TensorFlow or this file), for example:
     TF_USE_LEGACY_KERAS=1 /path/to/tfvenv/bin/python tools/make_reference_trajectories.py \
         --case mobilenet_v3_small_tfvision --replicas 1
 
+The committed goldens: `--replicas 1` and `2` of each case, `--steps 20` for
+efficientnet_b0_tpu and `--steps 3` for the MobileNets (docs/REFERENCE_TRAJECTORIES.md: their
+float32 trajectories part after a few steps whatever the implementation).
+
 Cases:
 - `mobilenet_v3_small_tfvision`, `mobilenet_v3_large_tfvision`: TF-Vision's own experiment
   (`exp_factory.get_exp_config("mobilenet_imagenet")` overridden by the published yaml,

@@ -17,10 +17,11 @@ what the TF side ran, so only the images per step are fewer.
 K: 20 steps for EfficientNet-B0, 3 for MobileNetV3. MobileNetV3's ReLU / hard-swish kinks make
 float32 trajectories chaotic at this batch: TF against itself (oneDNN against Eigen kernels,
 TF_ENABLE_ONEDNN_OPTS=0) agrees within 4e-7 for 10 steps, then departs (6e-6 at step 11, 1.4e-4
-at step 12, 5e-3 at step 19); flaxnets against itself (lax against unrolled convolutions) departs
-from step 4; flaxnets against TF-Vision within 1e-7 for 2 steps, 7e-6 at step 2 and 4e-5 at
-step 3 of a 20-step seed-0 run, first in the stem and first block, where most activations sit
-near a kink. B0 (swish, sigmoid: smooth) holds 1e-5 over all 20 steps.
+at step 12, 5e-3 at step 19); flaxnets against itself (lax against unrolled convolutions) within
+1e-6 for steps 0-4, 7e-6 at step 5; flaxnets against TF-Vision within 1e-7 for 2 steps, 7e-6 at
+step 2 and 4e-5 at step 3 of a 20-step seed-0 run, first in the stem and first block (the layers
+with the most activations, so the most near a kink). B0 (swish, sigmoid: smooth) holds 1e-5 over
+all 20 steps.
 
 Mapping by traversal order and shape: the n-th variable of a role (kernel, depthwise kernel,
 bias, BatchNorm gamma / beta / moving mean / moving variance) in the reference's
