@@ -25,6 +25,7 @@ LONGEST_FIRST = (
     "reliability/test_faults.py",
     "weights/test_keras_parity.py",
     "train/test_recipes.py",
+    "train/test_reference_trajectory.py",  # a compiled train step per reference golden
 )
 
 
