@@ -165,7 +165,12 @@ def sources_markdown() -> str:
     for number, p in enumerate(PITFALLS, 1):
         tests = ", ".join(f"`{t}`" for t in p.tests)
         out.append(f"{number}. **{p.title}.** {p.what} Guard: {p.guard} Tests: {tests}.")
-    out += ["", "## Recipes", ""]
+    out += ["", "## Step for step with the reference trainers", "",
+            "The TF-Vision MobileNet v3 recipes and the TF-TPU EfficientNet-B0 recipe are run through "
+            "flaxnets' train step against goldens recorded from the reference trainers on the same weights "
+            "and batches (tests/train/test_reference_trajectory.py). What the references do that their "
+            "docs do not say, found that way, and the tolerances: docs/REFERENCE_TRAJECTORIES.md.",
+            "", "## Recipes", ""]
     for name in list_recipes():
         out += recipe_sources_markdown(name)
     return "\n".join(out)
