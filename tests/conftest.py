@@ -20,12 +20,12 @@ os.environ.setdefault("FLAXNETS_CONV_IMPL", "lax")
 LONGEST_FIRST = (
     "reliability/test_multiprocess.py",  # makes the shared reference run ...
     "test_workdir_inference.py",  # ... while the other worker does this
+    "train/test_reference_trajectory.py",  # a compiled train step per reference golden (~400 s CPU)
     "export/test_tflite.py",  # trains a 10-epoch digits run, converts and calibrates models
     "reliability/test_resume.py",
     "reliability/test_faults.py",
     "weights/test_keras_parity.py",
     "train/test_recipes.py",
-    "train/test_reference_trajectory.py",  # a compiled train step per reference golden
 )
 
 

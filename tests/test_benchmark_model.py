@@ -2,6 +2,8 @@
 
 import json
 
+import jax
+
 import pytest
 
 from flaxnets.cli import main
@@ -35,7 +37,9 @@ def test_train_json_keys_and_values(capsys, monkeypatch):
     recipe = load_recipe("mobilenet_v3_small_tfvision")
     assert result["recipe"] == "mobilenet_v3_small_tfvision" and len(built) == 1
     assert (built[0].optimizer, built[0].ema, built[0].loss) == (recipe.optimizer, recipe.ema, recipe.loss)
-    assert built[0].model.bn_group_size == recipe.model.bn_group_size and built[0].train.global_batch_size == 4
+    # The recipe's per-replica BatchNorm (128 examples) at this 4-example batch: one replica's share.
+    assert recipe.model.bn_group_size == 128 and built[0].model.bn_group_size == 4 // len(jax.devices())
+    assert built[0].train.global_batch_size == 4
     assert KEYS <= set(result)
     assert result["mode"] == "train" and result["batch"] == 4 and result["resolution"] == 32
     assert result["devices"] == 4  # the batch of 4 was sharded over conftest's 4 CPU devices

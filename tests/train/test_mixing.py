@@ -148,7 +148,8 @@ def test_loop_with_mixup_and_cutmix_mixes_every_step_and_logs_a_finite_loss(digi
     result = train(digits, tmp_path / "run", "train.epochs=0.05", "data.mixup_alpha=0.8", "data.cutmix_alpha=1.0")
     jax.effects_barrier()
     assert result["step"] == 2
-    assert calls_kwargs and all(k == {"mixup_alpha": 0.8, "cutmix_alpha": 1.0} for k in calls_kwargs)
+    assert calls_kwargs and all(k == {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "prob": 1.0, "switch_prob": 0.5}
+                                for k in calls_kwargs)
     assert len(calls) == 2
     for onehot, soft in calls:
         assert onehot.shape == soft.shape == (32, NUM_CLASSES)

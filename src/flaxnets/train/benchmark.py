@@ -78,14 +78,23 @@ def reference_recipe(model: str) -> str:
 
 
 def _train_config(name: str, recipe: str | None, batch: int, dtype: str | None, num_classes: int,
-                  overrides) -> tuple:
+                  overrides, device_count: int = 1) -> tuple:
     """(recipe name, validated Config): the recipe with the benchmark's model, batch, classes,
-    precision (None: the recipe's) and `overrides` (KEY=VALUE) applied."""
+    precision (None: the recipe's) and `overrides` (KEY=VALUE) applied.
+
+    A recipe's per-replica BatchNorm group (e.g. 128 examples) that does not divide a smaller
+    benchmark batch becomes this machine's replica, batch / device_count examples, as the
+    reference computes BatchNorm per replica; `--set model.bn_group_size=...` chooses otherwise."""
     recipe = recipe or reference_recipe(name)
     settings = [f"model.name={name}", f"model.num_classes={num_classes}", f"train.global_batch_size={batch}"]
     if dtype is not None:
         settings.append(f"model.dtype={dtype}")
-    return recipe, apply_overrides(load_recipe(recipe), settings + list(overrides)).validate()
+    config = load_recipe(recipe)
+    group = config.model.bn_group_size
+    micro = batch // config.train.grad_accum_steps
+    if group is not None and micro % group and not any(o.startswith("model.bn_group_size=") for o in overrides):
+        settings.append(f"model.bn_group_size={max(micro // device_count, 1)}")
+    return recipe, apply_overrides(config, settings + list(overrides)).validate()
 
 
 def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None,
@@ -118,7 +127,7 @@ def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None
     mesh = parallel.make_mesh(devices)
 
     if mode == "train":
-        recipe, config = _train_config(name, recipe, batch, dtype, num_classes, overrides)
+        recipe, config = _train_config(name, recipe, batch, dtype, num_classes, overrides, len(devices))
         dtype = config.model.dtype
         parallel.check_batch_size(batch, len(devices), config.train.grad_accum_steps)
         model = create_model_from_config(config)
