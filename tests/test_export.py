@@ -15,7 +15,9 @@ from flaxnets.export.onnx import export_onnx  # noqa: E402
 @pytest.mark.parametrize(
     "name, overrides",
     [("mobilenet_v3_small", {"padding": "symmetric"}), ("efficientnet_lite0", {"padding": "same"}),
-     ("mobilenet_v4_conv_small", {"padding": "same"})],
+     ("mobilenet_v4_conv_small", {"padding": "same"}),
+     # Exact GELU (erf), the activation of MobileNetV4 Hybrid-L.
+     ("mobilenet_v3_small", {"padding": "same", "activation": "gelu"})],
 )
 def test_onnxruntime_matches_jax(tmp_path, name, overrides):
     model = build(name, 3, **overrides)

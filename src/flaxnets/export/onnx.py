@@ -187,8 +187,14 @@ class _Converter:
             return [self.dense(eqn, x, args[1], shape)]
         if name == "logistic":
             return [_Act(self.b.node("Sigmoid", [x.name])[0], shape, _is_image(x))]
-        if name in ("tanh", "exp", "neg", "sqrt"):
-            op = {"tanh": "Tanh", "exp": "Exp", "neg": "Neg", "sqrt": "Sqrt"}[name]
+        if name == "erfc":
+            # The exact GELU (MobileNetV4 Hybrid-L) is x * erfc(-x / sqrt(2)) / 2 in JAX; ONNX has
+            # no Erfc: 1 + Erf(-x), erf being odd (an Add, so a Sub still means unfolded BatchNorm).
+            erf = self.b.node("Erf", [self.b.node("Neg", [x.name])[0]])[0]
+            out = self.b.node("Add", [self.b.const(np.array(1.0, np.float32), "one"), erf])[0]
+            return [_Act(out, shape, _is_image(x))]
+        if name in ("tanh", "exp", "neg", "sqrt", "erf"):
+            op = {"tanh": "Tanh", "exp": "Exp", "neg": "Neg", "sqrt": "Sqrt", "erf": "Erf"}[name]
             return [_Act(self.b.node(op, [x.name])[0], shape, _is_image(x))]
         if name == "convert_element_type":
             if np.dtype(eqn.params["new_dtype"]) != np.float32:
