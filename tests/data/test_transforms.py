@@ -20,7 +20,7 @@ from flaxnets.data.transforms import (
 @pytest.mark.parametrize("min_object_covered", [0.08, 0.1])
 def test_random_crop_area_and_aspect_within_bounds(height, width, min_object_covered):
     rng = np.random.default_rng(0)
-    areas, aspects = [], []
+    areas = []
     for _ in range(2000):
         (y, x, h, w), sampled = sample_distorted_bounding_box(
             height, width, rng, min_object_covered=min_object_covered)
