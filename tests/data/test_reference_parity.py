@@ -1,6 +1,8 @@
 """Our transforms against the reference pipelines' own outputs (goldens made by
 tools/make_preprocess_goldens.py with TF-Vision, TF-TPU EfficientNet preprocessing.py and the
-TF-slim Inception steps; the sampler replaced by a fixed box, flips off).
+TF-slim Inception steps; the sampler replaced by a fixed box, flips off). TF-TPU's centre crops
+are preprocessing.py's own, size / (size + 32): the training fallback at 32 px, the evaluation
+at the B1-B3 recipes' 240, 260 and 300 px, where it differs from 0.875.
 
 Tolerance: mean absolute difference <= 0.5 grey levels (0-255 scale) per image. The references
 keep float32 pixels; ours are rounded to uint8 once (up to 0.5, about 0.25 on average), and
