@@ -2,7 +2,9 @@
 
 Run once with a scratch venv holding tensorflow-cpu and tf-models-official (the test suite never
 imports TensorFlow), with TF-TPU's EfficientNet `preprocessing.py` from a tensorflow/tpu
-checkout at commit 80c0773 (the last one with CROP_PADDING = 32, the published runs' value):
+checkout at commit 80c0773 (the last one with CROP_PADDING = 32, the published runs' value).
+Made with tensorflow-cpu 2.21.0, tf-models-official 2.20.0, scikit-image and Pillow as recorded
+in the files' `versions`, from the repository root:
 
     git -C tpu show 80c0773:models/official/efficientnet/preprocessing.py > /tmp/tpu_preprocessing.py
     TF_USE_LEGACY_KERAS=1 /path/to/tfvenv/bin/python tools/make_preprocess_goldens.py \\
@@ -22,7 +24,10 @@ the reference code:
   MEAN_RGB / STDDEV_RGB); outputs are normalised.
 * TF-TPU: `preprocessing.preprocess_for_train` / `preprocess_for_eval` imported from the file
   given (region decode, fallback, TF1 `resize_bicubic`); outputs on the 0-255 scale. Its
-  CROP_PADDING is set to size / 7 so the small golden sizes crop 0.875 like 224 / (224 + 32).
+  CROP_PADDING stays the file's 32: the training fallback crops size / (size + 32) (0.5 at 32
+  px), and the evaluation goldens are made at the sizes of the B1, B2 and B3 recipes (240, 260,
+  300 px: crops 0.882, 0.890, 0.904, where 224 px would give 0.875 exactly), stored on every
+  EVAL_STRIDE-th row and column to keep the file small.
 * TF-slim Inception (`research/slim/preprocessing/inception_preprocessing.py` in
   tensorflow/models is not an installable module and uses the TF1 API): its steps are written
   out here as the same TF calls, with the file's arguments: decode + `convert_image_dtype` +
@@ -60,6 +65,9 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "goldens"
 # The real sampler, kept before `parity` replaces it with a fixed box.
 SAMPLE_DISTORTED_BOUNDING_BOX = tf.image.sample_distorted_bounding_box
 TRAIN_SIZE, SMALL_SIZE, EVAL_SIZE = 32, 48, 40
+# TF-TPU evaluation: recipe -> its image size (EfficientNet B1-B3), and the stored pixel grid.
+TPU_EVAL_SIZES = {"efficientnet_b1_tpu": 240, "efficientnet_b2_tpu": 260, "efficientnet_b3_tpu": 300}
+EVAL_STRIDE = 6
 SAMPLES = 20_000
 # Photos on which the non-default resize methods are recorded too.
 METHOD_PHOTOS = ("chelsea_420", "camera_grey")
@@ -153,6 +161,7 @@ def to_minus_one_one(image):
 
 def parity(tpu_path: str) -> dict[str, np.ndarray]:
     tpu = load_module(tpu_path, "tpu_preprocessing")
+    assert tpu.CROP_PADDING == 32, f"CROP_PADDING {tpu.CROP_PADDING}: not preprocessing.py at 80c0773"
     tpu._flip = lambda image: image  # random flip off
     sampler = FixedSampler()
     tf.image.sample_distorted_bounding_box = sampler
@@ -173,8 +182,6 @@ def parity(tpu_path: str) -> dict[str, np.ndarray]:
             parser = vision_small if size == SMALL_SIZE else vision_train
             key = f"{name}/{box_name}"
             out[f"tf_vision_train/{key}"] = parser._parse_train_image(encoded).numpy()
-            # TF-TPU's fallback crops size / (size + CROP_PADDING): 0.875 at every size here.
-            tpu.CROP_PADDING = size / 7
             out[f"tf_tpu_train/{key}"] = tpu.preprocess_for_train(
                 tf.constant(data), use_bfloat16=False, image_size=size).numpy()
             index.append({"photo": name, "box_name": box_name, "box": box, "size": size})
@@ -188,14 +195,14 @@ def parity(tpu_path: str) -> dict[str, np.ndarray]:
                         tf_resize_method=method)
                     out[f"tf_vision_method/{name}/{method}"] = parser._parse_train_image(encoded).numpy()
                 if method != "bicubic":
-                    tpu.CROP_PADDING = size / 7
                     out[f"tf_tpu_method/{name}/{method}"] = tpu.preprocess_for_train(
                         tf.constant(data), use_bfloat16=False, image_size=size,
                         resize_method=method).numpy()
         out[f"tf_vision_eval/{name}"] = vision_eval._parse_eval_image(encoded).numpy()
-        tpu.CROP_PADDING = EVAL_SIZE / 7
-        out[f"tf_tpu_eval/{name}"] = tpu.preprocess_for_eval(
-            tf.constant(data), use_bfloat16=False, image_size=EVAL_SIZE).numpy()
+        for recipe, size in TPU_EVAL_SIZES.items():
+            out[f"tf_tpu_eval/{recipe}/{name}"] = tpu.preprocess_for_eval(
+                tf.constant(data), use_bfloat16=False, image_size=size
+            ).numpy()[::EVAL_STRIDE, ::EVAL_STRIDE]
 
     # TF-slim: the image is decoded whole (slim's TFExampleDecoder) and converted to [0, 1].
     data = photos()
@@ -226,7 +233,8 @@ def parity(tpu_path: str) -> dict[str, np.ndarray]:
     out["meta"] = np.frombuffer(json.dumps({
         "cases": index, "colour_factors": COLOUR_FACTORS, "orderings": ORDERINGS,
         "resize_methods": RESIZE_METHODS, "sizes": [TRAIN_SIZE, SMALL_SIZE, EVAL_SIZE],
-        "tpu_crop_fraction": 0.875,
+        "tpu_crop_padding": tpu.CROP_PADDING, "tpu_eval_sizes": TPU_EVAL_SIZES,
+        "eval_stride": EVAL_STRIDE,
     }).encode(), np.uint8)
     return out
 
@@ -275,6 +283,7 @@ def main() -> int:
         "tensorflow": tf.__version__,
         "tf_models_official": getattr(official, "__version__", None) or _version("tf-models-official"),
         "scikit_image": skimage.__version__,
+        "pillow": Image.__version__,
     }
     stamp = np.frombuffer(json.dumps(versions).encode(), np.uint8)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """Our transforms against the reference pipelines' own outputs (goldens made by
 tools/make_preprocess_goldens.py with TF-Vision, TF-TPU EfficientNet preprocessing.py and the
-TF-slim Inception steps; the sampler replaced by a fixed box, flips off).
+TF-slim Inception steps; the sampler replaced by a fixed box, flips off). TF-TPU's centre crops
+are preprocessing.py's own, size / (size + 32): the training fallback at 32 px, the evaluation
+at the B1-B3 recipes' 240, 260 and 300 px, where it differs from 0.875.
 
 Tolerance: mean absolute difference <= 0.5 grey levels (0-255 scale) per image. The references
 keep float32 pixels; ours are rounded to uint8 once (up to 0.5, about 0.25 on average), and
@@ -12,6 +14,7 @@ float output leaves [0, 255] (bicubic overshoot), our uint8 clips: the compariso
 reference too, and the unclipped difference is held to 0.75.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,11 +23,14 @@ import pytest
 
 from flaxnets.data import inception, transforms
 from flaxnets.data.decode import decode_crop
+from flaxnets.recipes import load_recipe
+from flaxnets.train.from_config import resolve_preprocessing
 
 GOLDENS = np.load(Path(__file__).parent / "goldens" / "preprocess_parity.npz")
 META = json.loads(bytes(GOLDENS["meta"]))
 CASES = META["cases"]
 TRAIN_SIZE, SMALL_SIZE, EVAL_SIZE = META["sizes"]
+EVAL_STRIDE = META["eval_stride"]
 PHOTOS = sorted({case["photo"] for case in CASES})
 # TF-Vision's MEAN_RGB / STDDEV_RGB (`official/vision/ops/preprocess_ops.py`).
 MEAN_RGB = np.array([0.485, 0.456, 0.406]) * 255
@@ -61,7 +67,8 @@ def test_tf_vision_train_matches_parse_train_image(monkeypatch, case):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['photo']}-{c['box_name']}")
 def test_tf_tpu_train_matches_preprocess_for_train(monkeypatch, case):
-    ours = _train(monkeypatch, case, "tf_tpu", fallback_crop_fraction=META["tpu_crop_fraction"])
+    # The "whole" box falls back to our own centre crop, size / (size + 32) as TF-TPU's.
+    ours = _train(monkeypatch, case, "tf_tpu")
     golden = GOLDENS[f"tf_tpu_train/{case['photo']}/{case['box_name']}"]
     assert _grey_levels(ours, golden) <= TOLERANCE
     assert _grey_levels(ours, golden, clip=False) <= 0.75
@@ -73,10 +80,29 @@ def test_eval_transforms_match_the_references(photo):
                                        interpolation="bilinear", crop="tf_vision")
     golden = GOLDENS[f"tf_vision_eval/{photo}"].astype(np.float64) * STDDEV_RGB + MEAN_RGB
     assert _grey_levels(vision, golden) <= TOLERANCE
-    tpu = transforms.eval_transform(_jpeg(photo), image_size_px=EVAL_SIZE,
-                                    crop_fraction=META["tpu_crop_fraction"],
-                                    interpolation="bicubic", crop="tf_tpu")
-    assert _grey_levels(tpu, GOLDENS[f"tf_tpu_eval/{photo}"]) <= TOLERANCE
+
+
+@pytest.mark.parametrize("recipe", sorted(META["tpu_eval_sizes"]))
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_tf_tpu_eval_of_each_recipe_matches_preprocess_for_eval(recipe, photo):
+    """preprocess_for_eval with CROP_PADDING 32 at the B1-B3 sizes (crop 0.882-0.904), against
+    our evaluation of the recipe (its config resolved as a run resolves it) and of the model's
+    defaults (`flaxnets evaluate` of imported weights); compared on the golden's pixel grid."""
+    config = load_recipe(recipe)
+    size = META["tpu_eval_sizes"][recipe]
+    golden = GOLDENS[f"tf_tpu_eval/{recipe}/{photo}"]
+    defaults = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, eval_crop_fraction=None))
+    for prep in resolve_preprocessing(config), resolve_preprocessing(defaults):
+        assert prep["image_size"] == size and prep["crop"] == "tf_tpu"
+        ours = transforms.eval_transform(_jpeg(photo), image_size_px=size,
+                                         crop_fraction=prep["crop_fraction"],
+                                         interpolation=prep["interpolation"], crop=prep["crop"])
+        assert _grey_levels(ours[::EVAL_STRIDE, ::EVAL_STRIDE], golden) <= TOLERANCE
+    # TF-Vision's 0.875 is far from TF-TPU's output at these sizes.
+    wrong = transforms.eval_transform(_jpeg(photo), image_size_px=size, crop_fraction=0.875,
+                                      interpolation="bicubic", crop="tf_tpu")
+    assert _grey_levels(wrong[::EVAL_STRIDE, ::EVAL_STRIDE], golden) > 2 * TOLERANCE
 
 
 def test_whole_image_box_falls_back_only_for_colour_jpegs(monkeypatch):

@@ -30,7 +30,8 @@ REFERENCE_PARAMS = {
     "efficientnet_lite2": 6_092_072,
     "efficientnet_lite3": 8_197_096,
     "efficientnet_lite4": 13_006_568,
-    # timm `mobilenetv4_*` (timm/models/mobilenetv3.py `_gen_mobilenet_v4`), 1000 classes.
+    # timm `mobilenetv4_*` (timm/models/mobilenetv3.py `_gen_mobilenet_v4`), 1000 classes; the
+    # same figures as TF-Vision's builder counts them (tests/models/test_mobilenet_v4.py).
     "mobilenet_v4_conv_small": 3_774_024,
     "mobilenet_v4_conv_medium": 9_715_512,
     "mobilenet_v4_conv_large": 32_590_864,

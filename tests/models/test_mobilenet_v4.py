@@ -1,9 +1,11 @@
-"""MobileNetV4 against TF-Vision: logits of the backbone + classification head in eval mode, and
-the stochastic-depth rate of every block.
+"""MobileNetV4 against TF-Vision: logits of the backbone + classification head in eval mode,
+the initial layer scales, the trainable-parameter counts, and the stochastic-depth rate of every
+block.
 
 Goldens: tests/models/goldens/mnv4_logits.npz, written by tools/make_mnv4_goldens.py with
-TF-Vision (versions recorded in the file). They hold only logits and drop rates: both sides draw
-every weight and BatchNorm statistic from the rule in tools/seeded_weights.py.
+TF-Vision (command and versions recorded in the file). They hold only logits, layer scales,
+counts and drop rates: both sides draw every weight and BatchNorm statistic from the rule in
+tools/seeded_weights.py, except where a test keeps each side's own initial layer scales.
 """
 
 import importlib.util
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flaxnets.models import create_model, get_spec
+from flaxnets.models import count_params, create_model, get_spec, list_models
 from flaxnets.models.blocks import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,33 +24,67 @@ GOLDENS = np.load(Path(__file__).parent / "goldens" / "mnv4_logits.npz")
 _spec = importlib.util.spec_from_file_location("seeded_weights", ROOT / "tools" / "seeded_weights.py")
 seeded_weights = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(seeded_weights)
+HYBRIDS = ["mobilenet_v4_hybrid_medium",
+           pytest.param("mobilenet_v4_hybrid_large", marks=pytest.mark.slow)]
 
 
-def seeded_model(name, **overrides):
-    """`create_model(name)` with every array drawn by the shared rule, in eval mode."""
-    model = nnx.eval_shape(lambda: create_model(name, **overrides))
+def seeded_model(name, *, own_layer_scale=False, **overrides):
+    """`create_model(name)` with every array drawn by the shared rule, in eval mode;
+    `own_layer_scale`: the layer scales keep the value our model initialises them to."""
+    def build():
+        return create_model(name, **overrides)
+
+    # Our initial layer scales need a model built for real; otherwise shapes suffice.
+    model = build() if own_layer_scale else nnx.eval_shape(build)
     seed = int(GOLDENS["seed"])
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))):
         dotted = ".".join(map(str, path))
+        if own_layer_scale and dotted.endswith("layer_scale.gamma"):
+            continue
         var.value = jnp.asarray(seeded_weights.seeded_value(dotted, tuple(var.value.shape), seed))
     model.eval()
     return model
 
 
+def _relative_error(model, reference):
+    r, b = int(GOLDENS["resolution"]), int(GOLDENS["batch"])
+    ours = np.asarray(model(seeded_weights.seeded_images((b, r, r, 3), int(GOLDENS["seed"]))))
+    assert ours.shape == reference.shape
+    return np.abs(ours - reference).max() / np.abs(reference).max()
+
+
 @pytest.mark.parametrize("name", [
     "mobilenet_v4_conv_small",
     pytest.param("mobilenet_v4_conv_medium", marks=pytest.mark.slow),
+    pytest.param("mobilenet_v4_conv_large", marks=pytest.mark.slow),
     "mobilenet_v4_hybrid_medium",
+    pytest.param("mobilenet_v4_hybrid_large", marks=pytest.mark.slow),
 ])
 def test_logits_match_tf_vision(name):
-    reference = GOLDENS[name]
+    """Every weight, BN statistic and layer scale by the rule: the architecture (block order,
+    kernels, activations, attention) decides the logits."""
     model = seeded_model(name, num_classes=int(GOLDENS["num_classes"]))
-    r, b = int(GOLDENS["resolution"]), int(GOLDENS["batch"])
-    x = seeded_weights.seeded_images((b, r, r, 3), int(GOLDENS["seed"]))
-    ours = np.asarray(model(x))
-    assert ours.shape == reference.shape
-    error = np.abs(ours - reference).max() / np.abs(reference).max()
+    error = _relative_error(model, GOLDENS[name])
     assert error <= 1e-4, error
+
+
+@pytest.mark.parametrize("name", HYBRIDS)
+def test_logits_with_each_side_s_initial_layer_scale_match_tf_vision(name):
+    """TF-Vision's layer scales as it initialises them (`MNV4LayerScale(layer_scale_init_value)`),
+    ours as our model initialises them, every other array by the rule; and the initial gammas
+    themselves, block after block, equal TF-Vision's."""
+    model = seeded_model(name, own_layer_scale=True, num_classes=int(GOLDENS["num_classes"]))
+    ours = np.concatenate([np.asarray(block.layer_scale.gamma.value) for block in model.blocks
+                           if block.layer_scale is not None])
+    np.testing.assert_array_equal(ours, GOLDENS[f"{name}_layer_scale_init"])
+    error = _relative_error(model, GOLDENS[f"{name}_tf_layer_scale"])
+    assert error <= 1e-4, error
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if get_spec(n).family == "mobilenet_v4"])
+def test_trainable_params_match_tf_vision_s_count(name):
+    """TF-Vision's backbone + ClassificationModel, 1000 classes, counted by tf_keras."""
+    assert count_params(name) == int(GOLDENS[f"{name}_params"])
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v4_conv_medium", "mobilenet_v4_hybrid_medium",
