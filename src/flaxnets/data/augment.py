@@ -879,6 +879,12 @@ class DeviceDraws:
         return {"augment_ops": ops, "augment_args": args,
                 "erase_boxes": boxes.astype(np.uint32).view(np.int32)}
 
+    def draw_batch(self, count: int, height: int, width: int, seed: int) -> dict[str, np.ndarray]:
+        """The draws of `count` examples stacked, example i from generator (seed, i): fake
+        batches for benchmarks."""
+        draws = [self(height, width, np.random.default_rng([seed, i])) for i in range(count)]
+        return {key: np.stack([d[key] for d in draws]) for key in draws[0]}
+
 
 class Chain:
     """Apply host-side augmentations in order (picklable for loader worker processes)."""
