@@ -81,6 +81,19 @@ def _pipeline(dataset, workers: int):
     return iter(dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)))
 
 
+def train_example(data: bytes, rng: np.random.Generator, *, image_size: int, augment, **options) -> dict:
+    """{"image": uint8 HWC} of one encoded training image (`train_transform` with `options`).
+    With a `DeviceDraws` as `augment`, the same generator then draws its choices where the host
+    augmentation would, after the crop and flip, and the example carries them."""
+    draws = augment if isinstance(augment, DeviceDraws) else None
+    image = train_transform(data, rng, image_size_px=image_size, augment=None if draws else augment,
+                            **options)
+    example = {"image": image}
+    if draws is not None:
+        example.update(draws(image.shape[0], image.shape[1], rng))
+    return example
+
+
 class _TrainExample:
     """Element k of the process's infinite stream -> one transformed example (picklable).
 
@@ -125,18 +138,13 @@ class _TrainExample:
             index = int(order[(position + attempt) % self.num_examples])
             data, label = self.source[index]
             rng = np.random.default_rng([self.seed, epoch, index])
-            # Device augmentation: the same generator draws its choices after the crop and flip,
-            # where the host augmentation would, and the batch carries them.
-            draws = self.augment if isinstance(self.augment, DeviceDraws) else None
             try:
-                image = train_transform(data, rng, image_size_px=self.image_size,
-                                        augment=None if draws else self.augment, **self.options)
+                example = train_example(data, rng, image_size=self.image_size, augment=self.augment,
+                                        **self.options)
             except DecodeError as e:
                 report_bad_file(self.source.name(index), str(e))
                 continue
-            example = {"image": image, "label": np.int32(label)}
-            if draws is not None:
-                example.update(draws(image.shape[0], image.shape[1], rng))
+            example["label"] = np.int32(label)
             return example
         raise FlaxnetsError(f"no decodable image among {_MAX_SUBSTITUTES} training examples")
 
