@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import skimage.data
 
-from flaxnets.config import apply_overrides
+from flaxnets.config import DataConfig, apply_overrides
 from flaxnets.data import augment as A
 from flaxnets.data import augment_device as D
 from flaxnets.recipes import list_recipes, load_recipe
+from flaxnets.train import parallel
 from flaxnets.train.from_config import device_augment_from_config
 
 GOLDENS = np.load(Path(__file__).parent / "goldens" / "augment_ops.npz")
@@ -163,3 +164,18 @@ def test_erasing_noise_is_unit_normal_and_the_same_on_both_sides():
     levels = host >> 16
     counts = np.bincount(levels // 4096, minlength=16)  # uniform over the 65536 levels
     assert counts.min() > 0.85 * counts.mean()
+
+
+def test_on_a_data_parallel_mesh_each_device_augments_its_own_examples():
+    # The train step's batch sharding: the compiled augmentation moves no image between devices.
+    mesh = parallel.make_mesh()
+    assert mesh.devices.size >= 2  # tests/conftest.py gives 4 CPU devices
+    sharding = parallel.batch_sharding(mesh)
+    count = 2 * mesh.devices.size
+    draws = A.augment_from_config(DataConfig(augment="randaugment", random_erasing=0.5, augment_on="device"))
+    batch = jax.device_put(draws.draw_batch(count, 24, 24, seed=0), sharding)
+    images = jax.device_put(np.zeros((count, 24, 24, 3), np.uint8), sharding)
+    apply = jax.jit(_apply, in_shardings=(sharding, sharding), out_shardings=sharding)
+    text = apply.lower(images, batch).compile().as_text()
+    for collective in ("all-gather", "all-reduce", "all-to-all", "collective-permute"):
+        assert collective not in text
