@@ -14,13 +14,13 @@ fails, is recorded as skipped with its reason and the rest still run):
 2. depthwise: forward + backward of the depthwise convolutions of those networks, `lax`
    (`lax.conv_general_dilated`) against the unrolled form (`flaxnets.models.layers
    .depthwise_shifts`), bfloat16 and float32, with the largest difference between the two.
-3. pipeline: training images/s of the input pipeline (region decode, crop, resize, flip and
+3. augment: the device augmentation's own cost per batch (RandAugment(2, 15) and AutoAugment v0,
+   jitted on the accelerator, compile time apart) and the pixels where it differs from the host
+   ops on the same photos and draws (0 on the CPU backend; tests/data/test_augment_device.py).
+4. pipeline: training images/s of the input pipeline (region decode, crop, resize, flip and
    RandAugment(2, 15)) with 1, 2, 4, ... up to all host cores, augmentation on the host and on
    the device (the host then only draws the choices); Grain worker processes when Grain is
    installed, else plain processes each running the same per-example function.
-4. augment: the device augmentation's own cost per batch (RandAugment(2, 15) and AutoAugment v0,
-   jitted on the accelerator, compile time apart) and the pixels where it differs from the host
-   ops on the same photos and draws (0 on the CPU backend; tests/data/test_augment_device.py).
 
 Without an accelerator the script exits with status 2 and one line saying so; `--dry-run`
 runs every section on tiny sizes on whatever JAX has (the CPU here) to prove the script works.
@@ -66,11 +66,11 @@ TIMM_MODELS = {"mobilenet_v3_large": ("mobilenetv3_large_100", {"drop_rate": 0.2
 DEPTHWISE = [(112, 96, 3, 2), (56, 144, 3, 1), (28, 240, 5, 1), (14, 480, 3, 1), (7, 1152, 5, 1)]
 
 FULL = {"batch": 256, "resolution": None, "steps": 30, "warmup": 5, "conv_batch": 64,
-        "conv_repeats": 10, "pipeline_images": 256, "pipeline_image_size": 224, "files": 64,
-        "augment_batch": 128, "augment_size": 224, "augment_repeats": 10}
+        "conv_repeats": 10, "pipeline_images": 128, "pipeline_image_size": 224, "files": 64,
+        "augment_batch": 128, "augment_size": 224, "augment_repeats": 10, "reserve_s": 150}
 DRY = {"batch": 4, "resolution": 32, "steps": 1, "warmup": 0, "conv_batch": 2, "conv_repeats": 1,
        "pipeline_images": 8, "pipeline_image_size": 32, "files": 4, "augment_batch": 4,
-       "augment_size": 32, "augment_repeats": 1}
+       "augment_size": 32, "augment_repeats": 1, "reserve_s": 0}
 
 
 class Skip(Exception):
@@ -98,10 +98,12 @@ class Report:
         (self.out / "accelerator_check.json").write_text(json.dumps(self.data, indent=2, default=str))
 
 
-def _guard(report: Report, section: str, name: str, needs_s: float, fn) -> None:
-    """Run `fn() -> dict` as one row, or record why it was skipped or failed."""
-    if report.left() < needs_s:
-        report.add(section, {"name": name, "skipped": f"time budget: {report.left():.0f} s left, "
+def _guard(report: Report, section: str, name: str, needs_s: float, fn, reserve_s: float = 0.0) -> None:
+    """Run `fn() -> dict` as one row, or record why it was skipped or failed; `reserve_s` is
+    kept for the sections after this one."""
+    if report.left() - reserve_s < needs_s:
+        report.add(section, {"name": name, "skipped": f"time budget: {report.left():.0f} s left "
+                                                      f"({reserve_s:.0f} s kept for later sections), "
                                                       f"about {needs_s:.0f} s needed"})
         return
     started = time.monotonic()
@@ -133,6 +135,10 @@ def _timm_available(dry_run: bool) -> None:
 def train_rows(report: Report, sizes: dict, models, dry_run: bool) -> None:
     from flaxnets.train.benchmark import benchmark_model
 
+    # The other sections take about 2.5 minutes at full size; the train rows (compiles of a
+    # minute each) must leave them that.
+    reserve = sizes["reserve_s"]
+
     common = dict(batch=sizes["batch"], resolution=sizes["resolution"], mode="train", dtype="bfloat16",
                   steps=sizes["steps"], warmup=sizes["warmup"])
     keep = ("images_per_second", "step_time_s", "compile_time_s", "recipe", "batch", "resolution",
@@ -152,18 +158,18 @@ def train_rows(report: Report, sizes: dict, models, dry_run: bool) -> None:
 
     # timm first: PyTorch releases its cache before JAX allocates.
     for model in models:
-        _guard(report, "train", f"timm {model}", 90, timm_row(model))
+        _guard(report, "train", f"timm {model}", 60, timm_row(model), reserve)
     for model in models:
         def ours(model=model):
             result = benchmark_model(model, **common)
             return {"framework": "flaxnets", "model": model, **{k: result[k] for k in keep}}
-        _guard(report, "train", f"flaxnets {model}", 60, ours)
+        _guard(report, "train", f"flaxnets {model}", 45, ours, reserve)
 
     def ours_device_augment():
         result = benchmark_model(models[0], overrides=["data.augment_on=device"], **common)
         return {"framework": "flaxnets", "model": models[0], "augment_on": "device",
                 **{k: result[k] for k in keep}}
-    _guard(report, "train", f"flaxnets {models[0]} + device augmentation", 60, ours_device_augment)
+    _guard(report, "train", f"flaxnets {models[0]} + device augmentation", 45, ours_device_augment, reserve)
 
 
 # --- 2. depthwise ----------------------------------------------------------------------------
@@ -222,7 +228,7 @@ def depthwise_rows(report: Report, sizes: dict, dry_run: bool) -> None:
             _guard(report, "depthwise", f"{size}x{size}x{channels} k{k} s{stride} {dtype}", 15, run)
 
 
-# --- 3. pipeline -----------------------------------------------------------------------------
+# --- 4. pipeline -----------------------------------------------------------------------------
 
 
 def _class_folders(root: Path, files: int) -> Path:
@@ -260,7 +266,9 @@ def _process_rate(args) -> float:
 def pipeline_rows(report: Report, sizes: dict, dry_run: bool, tmp: Path) -> None:
     folder = _class_folders(tmp / "photos", sizes["files"])
     cores = os.cpu_count() or 1
-    counts = sorted({n for n in (1, 2, 4, 8, 16, 32, 64, 128) if n <= cores} | {cores})
+    # 1 and all cores first, so a short budget still gets the ends of the curve.
+    between = sorted({n for n in (2, 4, 8, 16, 32, 64, 128) if n < cores})
+    counts = [1] + ([cores] if cores > 1 else []) + between
     if dry_run:
         counts = counts[:2]
     grain = importlib.util.find_spec("grain") is not None
@@ -288,7 +296,7 @@ def pipeline_rows(report: Report, sizes: dict, dry_run: bool, tmp: Path) -> None
             _guard(report, "pipeline", f"{n} cores, augment on the {augment_on}", 20, run)
 
 
-# --- 4. augment ------------------------------------------------------------------------------
+# --- 3. augment ------------------------------------------------------------------------------
 
 
 def augment_rows(report: Report, sizes: dict) -> None:
