@@ -145,6 +145,10 @@ class DataConfig:
     translate_const: float = 100.0
     #: Probability of random erasing per image (0: off).
     random_erasing: float = 0.0
+    #: Where AutoAugment / RandAugment / RandomErasing run: "host" (the loader's workers) or
+    #: "device" (the host draws their random choices, the train step applies them on the
+    #: accelerator before Mixup/CutMix; the same images from the same seed).
+    augment_on: Literal["host", "device"] = "host"
     #: Mixup Beta-distribution alpha (0: off).
     mixup_alpha: float = 0.0
     #: CutMix Beta-distribution alpha (0: off).

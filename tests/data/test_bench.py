@@ -30,3 +30,12 @@ def test_benchmark_model_arguments():
 def test_benchmark_data_rejects_bad_counts(tmp_path, capsys):
     assert main(["benchmark", "data", str(tmp_path), "--batches", "0"]) == 2
     assert "--batches 0" in capsys.readouterr().err
+
+
+def test_benchmark_data_times_the_hosts_share_of_device_augmentation(tmp_path, capsys):
+    write_class_folders(tmp_path / "train", [3, 3], size=(40, 50))
+    for on in ("host", "device"):
+        assert main(["benchmark", "data", str(tmp_path), "--batches", "1", "--batch-size", "4",
+                     "--image-size", "24", "--augment", "randaugment", "--augment-on", on, "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["augment_on"] == on and result["images_per_second"] > 0

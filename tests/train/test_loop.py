@@ -118,7 +118,8 @@ def test_start_summary_is_printed_and_written(runs):
     text = (runs["dirs"]["a"] / "summary.txt").read_text()
     for fact in ("recipe digits_demo", "parameters, 10 classes", "train 1,437 examples, eval 360, 10 classes",
                  "global 32, per device 8 x 1", "4 cpu device(s) in 1 process(es)", "float32 compute",
-                 "44 steps per epoch of 1,437 examples, 13 steps (0.3 epochs)", "fresh start"):
+                 "44 steps per epoch of 1,437 examples, 13 steps (0.3 epochs)", "fresh start",
+                 "augmentation  none, random erasing 0, on the host"):
         assert fact in text, fact
     parameters = int(text.split(" parameters")[0].split(", ")[-1].replace(",", ""))
     assert parameters == 3 * 3 * 3 * 8 + 8 + 2 * 8 + 8 * 8 * 8 * 10 + 10  # TinyNet's conv, BN, head

@@ -10,6 +10,9 @@ def add_arguments(parser):
     data.add_argument("dir", metavar="DIR", help="folder of class sub-folders of JPEGs (or with train/)")
     data.add_argument("--augment", choices=["none", "autoaugment", "randaugment"], default="none",
                       help="augmentation after crop and flip (default none)")
+    data.add_argument("--augment-on", choices=["host", "device"], default="host",
+                      help="data.augment_on: device times only the host's share, drawing the choices "
+                           "(default host)")
     data.add_argument("--workers", type=int, default=0, help="decoding worker processes (default 0: in-process)")
     data.add_argument("--batches", type=int, default=20, help="batches to time (default 20)")
     data.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import statistics
 from typing import Callable, Sequence
 
 import cv2
@@ -360,34 +361,59 @@ def _warp_map(height: int, width: int, matrix: tuple[float, ...]) -> np.ndarray:
     return coords
 
 
-def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
-    """Rotate about the image centre by `degrees` (TF-Vision `wrapped_rotate`)."""
+def rotate_matrix(degrees: float, height: int, width: int) -> list:
+    """The `_warp` matrix of a rotation about the image centre (TF-Vision `wrapped_rotate`)."""
     radians = _F32(degrees * (math.pi / 180.0))
     cos, sin = np.cos(radians), np.sin(radians)
-    height, width = _F32(image.shape[0]), _F32(image.shape[1])
+    height, width = _F32(height), _F32(width)
     x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / _F32(2.0)
     y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / _F32(2.0)
-    return _warp(image, [cos, -sin, x_offset, sin, cos, y_offset])
+    return [cos, -sin, x_offset, sin, cos, y_offset]
+
+
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate about the image centre by `degrees` (TF-Vision `wrapped_rotate`)."""
+    return _warp(image, rotate_matrix(degrees, *image.shape[:2]))
+
+
+def shear_x_matrix(level: float, height: int, width: int) -> list:
+    """Shear along x: output (x, y) samples input (x + level * y, y)."""
+    return [1.0, _F32(level), 0.0, 0.0, 1.0, 0.0]
+
+
+def shear_y_matrix(level: float, height: int, width: int) -> list:
+    """Shear along y: output (x, y) samples input (x, level * x + y)."""
+    return [1.0, 0.0, 0.0, _F32(level), 1.0, 0.0]
+
+
+def translate_x_matrix(pixels: float, height: int, width: int) -> list:
+    """Shift the content left by `pixels` (output x samples input x + pixels)."""
+    return [1.0, 0.0, _F32(pixels), 0.0, 1.0, 0.0]
+
+
+def translate_y_matrix(pixels: float, height: int, width: int) -> list:
+    """Shift the content up by `pixels` (output y samples input y + pixels)."""
+    return [1.0, 0.0, 0.0, 0.0, 1.0, _F32(pixels)]
 
 
 def shear_x(image: np.ndarray, level: float) -> np.ndarray:
     """Shear along x: output (x, y) samples input (x + level * y, y)."""
-    return _warp(image, [1.0, _F32(level), 0.0, 0.0, 1.0, 0.0])
+    return _warp(image, shear_x_matrix(level, *image.shape[:2]))
 
 
 def shear_y(image: np.ndarray, level: float) -> np.ndarray:
     """Shear along y: output (x, y) samples input (x, level * x + y)."""
-    return _warp(image, [1.0, 0.0, 0.0, _F32(level), 1.0, 0.0])
+    return _warp(image, shear_y_matrix(level, *image.shape[:2]))
 
 
 def translate_x(image: np.ndarray, pixels: float) -> np.ndarray:
     """Shift the content left by `pixels` (output x samples input x + pixels)."""
-    return _warp(image, [1.0, 0.0, _F32(pixels), 0.0, 1.0, 0.0])
+    return _warp(image, translate_x_matrix(pixels, *image.shape[:2]))
 
 
 def translate_y(image: np.ndarray, pixels: float) -> np.ndarray:
     """Shift the content up by `pixels` (output y samples input y + pixels)."""
-    return _warp(image, [1.0, 0.0, 0.0, 0.0, 1.0, _F32(pixels)])
+    return _warp(image, translate_y_matrix(pixels, *image.shape[:2]))
 
 
 def cutout_at(
@@ -469,6 +495,9 @@ class Op:
     uses_rng: bool = False
     #: Drawn by RandAugment (AutoAugment uses any op its policy names).
     randaugment: bool = True
+    #: A geometric op: `matrix(arg, height, width)` is its `_warp` matrix, which is what the
+    #: device form (`flaxnets.data.augment_device`) receives.
+    matrix: Callable[..., list] | None = None
 
 
 #: Every op by TF-Vision's name, in the order of TF-Vision RandAugment's op list.
@@ -476,17 +505,17 @@ OPS: dict[str, Op] = {
     "AutoContrast": Op(autocontrast, _no_args),
     "Equalize": Op(equalize, _no_args),
     "Invert": Op(invert, _no_args),
-    "Rotate": Op(rotate, _rotate_args, signed=True),
+    "Rotate": Op(rotate, _rotate_args, signed=True, matrix=rotate_matrix),
     "Posterize": Op(posterize, _posterize_args),
     "Solarize": Op(solarize, _solarize_args),
     "Color": Op(color, _enhance_args),
     "Contrast": Op(contrast, _enhance_args),
     "Brightness": Op(brightness, _enhance_args),
     "Sharpness": Op(sharpness, _enhance_args),
-    "ShearX": Op(shear_x, _shear_args, signed=True),
-    "ShearY": Op(shear_y, _shear_args, signed=True),
-    "TranslateX": Op(translate_x, _translate_args, signed=True),
-    "TranslateY": Op(translate_y, _translate_args, signed=True),
+    "ShearX": Op(shear_x, _shear_args, signed=True, matrix=shear_x_matrix),
+    "ShearY": Op(shear_y, _shear_args, signed=True, matrix=shear_y_matrix),
+    "TranslateX": Op(translate_x, _translate_args, signed=True, matrix=translate_x_matrix),
+    "TranslateY": Op(translate_y, _translate_args, signed=True, matrix=translate_y_matrix),
     "Cutout": Op(cutout, _cutout_args, uses_rng=True),
     "SolarizeAdd": Op(solarize_add, _solarize_add_args),
 }
@@ -579,7 +608,10 @@ POLICIES: dict[str, list[list[tuple[str, float, int]]]] = {
 }
 
 class _Policy:
-    """An augmentation policy: `choose(rng)` draws the (op, args) to apply, in order."""
+    """An augmentation policy: `choose(rng)` draws the (op, args) to apply, in order; at most
+    `max_ops` of them."""
+
+    max_ops: int
 
     def choose(self, rng: np.random.Generator) -> list[tuple[str, tuple]]:
         raise NotImplementedError
@@ -599,6 +631,7 @@ class AutoAugment(_Policy):
             raise ValueError(f"AutoAugment policy {policy!r}: expected one of {sorted(POLICIES)}")
         self.policy = policy
         self.policies = POLICIES[policy]
+        self.max_ops = max(len(sub) for sub in self.policies)
         self.cutout_const = float(cutout_const)
         self.translate_const = float(translate_const)
 
@@ -634,6 +667,7 @@ class RandAugment(_Policy):
         if unknown:
             raise ValueError(f"exclude_ops {unknown}: expected names from {list(RANDAUGMENT_OPS)}")
         self.num_layers = int(num_layers)
+        self.max_ops = self.num_layers
         self.magnitude = float(magnitude)
         self.magnitude_std = float(magnitude_std)
         self.prob_to_apply = None if prob_to_apply is None else float(prob_to_apply)
@@ -662,6 +696,49 @@ class RandAugment(_Policy):
         return chosen
 
 
+# RandomErasing's noise: pixel k of a rectangle (its flat index y * W * C + x * C + c in the
+# image) takes quantile `h >> 16` of 65536 of N(0, 1), h = `noise_hash(seed, k)`, `seed` one
+# draw per rectangle. Host and device compute the same integers, so the two paths write the same
+# noise from one 32-bit draw instead of a draw per pixel (which the device could not carry).
+NOISE_LEVELS = 1 << 16
+
+
+def _lowbias32(x):
+    """Chris Wellons' lowbias32 integer hash on uint32 values (NumPy or jax.numpy arrays)."""
+    x = x ^ (x >> 16)
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def noise_hash(seed, index):
+    """The noise hash of flat pixel `index` under `seed` (uint32 arrays, NumPy or jax.numpy)."""
+    return _lowbias32(_lowbias32(seed) + index)
+
+
+@functools.lru_cache(maxsize=1)
+def normal_quantiles() -> np.ndarray:
+    """The (i + 1/2) / 65536 quantiles of N(0, 1), float32: the noise values by level."""
+    inv_cdf = statistics.NormalDist().inv_cdf
+    return np.array([inv_cdf((i + 0.5) / NOISE_LEVELS) for i in range(NOISE_LEVELS)], _F32)
+
+
+@functools.lru_cache(maxsize=8)
+def _noise_table_cached(mean: tuple, std: tuple) -> np.ndarray:
+    noise = normal_quantiles()[None, :]
+    mean = np.asarray(mean, _F32)[:, None]
+    std = np.asarray(std, _F32)[:, None]
+    table = np.clip(np.rint(mean + std * noise), 0, 255).astype(np.uint8)
+    table.flags.writeable = False
+    return table
+
+
+def erasing_noise_table(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(channels, 65536) uint8: round(mean + std * quantile), clipped, per channel (0-255 scale)."""
+    return _noise_table_cached(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+
 class RandomErasing:
     """TF-Vision RandomErasing (after normalisation in its pipeline): with `probability`, erase
     `count` rectangles of random area and log-uniform aspect with N(0, 1) noise.
@@ -671,6 +748,8 @@ class RandomErasing:
     round(mean + std * N(0, 1)), clipped, which normalises to the same N(0, 1) up to rounding.
     TF-Vision's quirks are kept: the count is drawn from [min_count, max_count - min_count] and
     the rectangle centre from [0, size - 2 * half), so rectangles never reach the bottom/right.
+    The noise is N(0, 1) quantised to 65536 levels, picked by a hash of the pixel's position and
+    one seed drawn per rectangle (`noise_hash`), so the device form can write the same noise.
     """
 
     def __init__(
@@ -696,27 +775,19 @@ class RandomErasing:
         self.min_count = int(min_count)
         self.max_count = int(max_count)
         self.trials = int(trials)
-        self.mean = None if mean is None else np.asarray(mean, np.float32)
-        self.std = None if std is None else np.asarray(std, np.float32)
+        self.mean = None if mean is None else tuple(float(m) for m in mean)
+        self.std = None if std is None else tuple(float(s) for s in std)
 
-    def _noise(self, shape: tuple, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
-        noise = rng.standard_normal(shape, dtype=np.float32)
-        if dtype == np.uint8:
-            return np.clip(np.rint(self.mean + self.std * noise), 0, 255).astype(np.uint8)
-        return noise.astype(dtype)
-
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if image.dtype == np.uint8 and self.mean is None:
-            raise ValueError("RandomErasing on uint8 images needs mean and std (0-255 scale)")
+    def draw(self, height: int, width: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+        """The rectangles one call erases, as (y0, y1, x0, x1, noise seed), in order."""
         if not rng.random() < self.probability:
-            return image
+            return []
         if self.min_count == self.max_count:
             count = self.min_count
         else:
             count = int(rng.integers(self.min_count, self.max_count - self.min_count + 1))
-        height, width = image.shape[:2]
         area = float(height * width)
-        image = image.copy()
+        boxes = []
         for _ in range(count):
             for _ in range(self.trials):
                 erase_area = rng.uniform(area * self.min_area, area * self.max_area)
@@ -727,13 +798,92 @@ class RandomErasing:
                 if 2 * half_h < height and 2 * half_w < width:
                     cy = int(rng.integers(height - 2 * half_h))
                     cx = int(rng.integers(width - 2 * half_w))
-                    y0, y1 = max(0, cy - half_h), min(height, cy + half_h)
-                    x0, x1 = max(0, cx - half_w), min(width, cx + half_w)
-                    image[y0:y1, x0:x1] = self._noise(
-                        (y1 - y0, x1 - x0, image.shape[2]), image.dtype, rng
-                    )
+                    boxes.append((max(0, cy - half_h), min(height, cy + half_h),
+                                  max(0, cx - half_w), min(width, cx + half_w),
+                                  int(rng.integers(1 << 32))))
                     break
+        return boxes
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if image.dtype == np.uint8 and self.mean is None:
+            raise ValueError("RandomErasing on uint8 images needs mean and std (0-255 scale)")
+        boxes = self.draw(image.shape[0], image.shape[1], rng)
+        if not boxes:
+            return image
+        image = image.copy()
+        width, channels = image.shape[1], image.shape[2]
+        for y0, y1, x0, x1, seed in boxes:
+            index = ((np.arange(y0, y1, dtype=np.uint32)[:, None, None] * width
+                      + np.arange(x0, x1, dtype=np.uint32)[None, :, None]) * channels
+                     + np.arange(channels, dtype=np.uint32))
+            level = noise_hash(np.array([seed], np.uint32), index) >> 16
+            if image.dtype == np.uint8:
+                table = erasing_noise_table(self.mean, self.std)
+                image[y0:y1, x0:x1] = table[np.arange(channels), level]
+            else:
+                image[y0:y1, x0:x1] = normal_quantiles()[level].astype(image.dtype)
         return image
+
+
+#: Op codes of the device form: the position in `OPS`; -1 is no op.
+OP_CODES: dict[str, int] = {name: code for code, name in enumerate(OPS)}
+#: Argument slots per op in the device form (a geometric op's 6-entry `_warp` matrix is the most).
+ARG_SLOTS = 6
+
+
+def device_args(name: str, args: tuple, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """The float32 [ARG_SLOTS] the device form of op `name` takes for `args`: a geometric op's
+    warp matrix, Cutout's (centre y, centre x, pad) with the centre drawn from `rng` as `cutout`
+    draws it, SolarizeAdd's (addition, threshold), else the op's one argument (or nothing)."""
+    op = OPS[name]
+    out = np.zeros(ARG_SLOTS, _F32)
+    if op.matrix is not None:
+        out[:] = op.matrix(args[0], height, width)
+    elif name == "Cutout":
+        out[:3] = (int(rng.integers(height)), int(rng.integers(width)), args[0])
+    elif name == "SolarizeAdd":
+        out[:2] = (args[0], 128)
+    elif args:
+        out[0] = args[0]
+    return out
+
+
+class DeviceDraws:
+    """The random draws of a policy (AutoAugment / RandAugment) and RandomErasing for one
+    example, for `flaxnets.data.augment_device` to apply on the accelerator.
+
+    `draws(height, width, rng)` consumes `rng` exactly as `Chain([policy, erasing])` would on
+    an image of that size and returns small arrays: "augment_ops" int32 [max_ops] (op codes,
+    -1: none), "augment_args" float32 [max_ops, ARG_SLOTS] (`device_args`), "erase_boxes" int32
+    [max_count, 5] (y0, y1, x0, x1, noise seed as int32 bits; an empty box where none).
+    """
+
+    def __init__(self, policy: _Policy | None, erasing: RandomErasing | None):
+        self.policy = policy
+        self.erasing = erasing
+        self.max_ops = policy.max_ops if policy is not None else 0
+        self.max_boxes = erasing.max_count if erasing is not None else 0
+
+    def __call__(self, height: int, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        ops = np.full(self.max_ops, -1, np.int32)
+        args = np.zeros((self.max_ops, ARG_SLOTS), _F32)
+        if self.policy is not None:
+            # Cutout draws its centre when applied, i.e. after every choice: the same order here.
+            for i, (name, op_args) in enumerate(self.policy.choose(rng)):
+                ops[i] = OP_CODES[name]
+                args[i] = device_args(name, op_args, height, width, rng)
+        boxes = np.zeros((self.max_boxes, 5), np.int64)
+        if self.erasing is not None:
+            for i, box in enumerate(self.erasing.draw(height, width, rng)):
+                boxes[i] = box
+        return {"augment_ops": ops, "augment_args": args,
+                "erase_boxes": boxes.astype(np.uint32).view(np.int32)}
+
+    def draw_batch(self, count: int, height: int, width: int, seed: int) -> dict[str, np.ndarray]:
+        """The draws of `count` examples stacked, example i from generator (seed, i): fake
+        batches for benchmarks."""
+        draws = [self(height, width, np.random.default_rng([seed, i])) for i in range(count)]
+        return {key: np.stack([d[key] for d in draws]) for key in draws[0]}
 
 
 class Chain:
@@ -749,22 +899,26 @@ class Chain:
 
 
 def augment_from_config(data, *, mean=None, std=None):
-    """The host-side augmentation a `flaxnets.config.DataConfig` asks for, applied after crop
-    and flip: AutoAugment or RandAugment, then RandomErasing (its noise on the 0-255 scale from
-    `mean` / `std`); None when it asks for none. The one place training, `flaxnets benchmark
-    data` and benchmarks/ build it."""
-    ops = []
+    """The augmentation a `flaxnets.config.DataConfig` asks for, applied after crop and flip:
+    AutoAugment or RandAugment, then RandomErasing (its noise on the 0-255 scale from `mean` /
+    `std`); None when it asks for none. With `data.augment_on == "device"` a `DeviceDraws` of
+    the same policy, whose draws the loader puts in the batch for the train step to apply. The
+    one place training, `flaxnets benchmark data` and benchmarks/ build it."""
+    policy = erasing = None
     if data.augment == "autoaugment":
-        ops.append(AutoAugment(data.autoaugment_policy, cutout_const=data.cutout_const,
-                               translate_const=data.translate_const))
+        policy = AutoAugment(data.autoaugment_policy, cutout_const=data.cutout_const,
+                             translate_const=data.translate_const)
     elif data.augment == "randaugment":
-        ops.append(RandAugment(
+        policy = RandAugment(
             num_layers=data.randaugment_num_layers, magnitude=data.randaugment_magnitude,
             magnitude_std=data.randaugment_magnitude_std, prob_to_apply=data.randaugment_prob_to_apply,
             exclude_ops=list(data.randaugment_exclude_ops) or None, cutout_const=data.cutout_const,
-            translate_const=data.translate_const))
+            translate_const=data.translate_const)
     if data.random_erasing > 0:
-        ops.append(RandomErasing(probability=data.random_erasing, mean=mean, std=std))
-    if not ops:
+        erasing = RandomErasing(probability=data.random_erasing, mean=mean, std=std)
+    if policy is None and erasing is None:
         return None
+    if data.augment_on == "device":
+        return DeviceDraws(policy, erasing)
+    ops = [op for op in (policy, erasing) if op is not None]
     return ops[0] if len(ops) == 1 else Chain(ops)

@@ -13,9 +13,8 @@ import numpy as np
 from flaxnets.config import DataConfig
 from flaxnets.data import turbo
 from flaxnets.data.augment import augment_from_config
-from flaxnets.data.loader import train_loader
+from flaxnets.data.loader import train_example, train_loader
 from flaxnets.data.sources import open_source
-from flaxnets.data.transforms import train_transform
 from flaxnets.errors import UsageError
 
 
@@ -28,12 +27,13 @@ AUGMENT_PRESETS = {
 }
 
 
-def make_augment(name: str):
+def make_augment(name: str, augment_on: str = "host"):
     """The augmentation for `--augment` (None for "none"), built from a DataConfig as training
-    builds it: AutoAugment policy v0, or RandAugment with 2 layers at magnitude 15."""
+    builds it: AutoAugment policy v0, or RandAugment with 2 layers at magnitude 15; with
+    `augment_on="device"` the host's share of it (`flaxnets.data.augment.DeviceDraws`)."""
     if name not in AUGMENT_PRESETS:
         raise UsageError(f"--augment {name!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
-    return augment_from_config(DataConfig(**AUGMENT_PRESETS[name]))
+    return augment_from_config(DataConfig(**AUGMENT_PRESETS[name], augment_on=augment_on))
 
 
 def _decoder() -> str:
@@ -50,11 +50,10 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
     if workers == 0:
         rng = np.random.default_rng(0)
         count = len(source)
-        train_transform(source[0][0], rng, image_size_px=image_size, crop=crop, augment=augment)
+        train_example(source[0][0], rng, image_size=image_size, crop=crop, augment=augment)
         start = time.perf_counter()
         for i in range(images):
-            train_transform(source[i % count][0], rng, image_size_px=image_size, crop=crop,
-                            augment=augment)
+            train_example(source[i % count][0], rng, image_size=image_size, crop=crop, augment=augment)
         seconds = time.perf_counter() - start
     else:
         loader = train_loader(source, image_size=image_size, global_batch_size=min(batch_size, len(source)),
@@ -88,16 +87,18 @@ def run(args) -> int:
                                ("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 1)):
         if value < least:
             raise UsageError(f"{flag} {value}: expected at least {least}")
-    augment = make_augment(args.augment)
+    augment = make_augment(args.augment, getattr(args, "augment_on", "host"))
     result = measure(args.dir, workers=args.workers, batches=args.batches,
                      batch_size=args.batch_size, image_size=args.image_size, crop=args.crop,
                      augment=augment)
     result["augment"] = args.augment
+    result["augment_on"] = getattr(args, "augment_on", "host")
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{result['images_per_second']:.1f} images/s with {args.workers} workers "
-              f"({result['images_per_second_per_worker']:.1f} per worker; augment {args.augment}, "
+              f"({result['images_per_second_per_worker']:.1f} per worker; augment {args.augment} on the "
+              f"{result['augment_on']}, "
               f"{args.image_size}px, {result['decoder']} JPEG decode, {result['images']} images in "
               f"{result['seconds']:.2f} s)")
     return 0

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from flaxnets.data.augment import DeviceDraws
 from flaxnets.data.decode import DecodeError, report_bad_file
 from flaxnets.data.sources import open_source
 from flaxnets.data.transforms import eval_transform, train_transform
@@ -80,6 +81,19 @@ def _pipeline(dataset, workers: int):
     return iter(dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)))
 
 
+def train_example(data: bytes, rng: np.random.Generator, *, image_size: int, augment, **options) -> dict:
+    """{"image": uint8 HWC} of one encoded training image (`train_transform` with `options`).
+    With a `DeviceDraws` as `augment`, the same generator then draws its choices where the host
+    augmentation would, after the crop and flip, and the example carries them."""
+    draws = augment if isinstance(augment, DeviceDraws) else None
+    image = train_transform(data, rng, image_size_px=image_size, augment=None if draws else augment,
+                            **options)
+    example = {"image": image}
+    if draws is not None:
+        example.update(draws(image.shape[0], image.shape[1], rng))
+    return example
+
+
 class _TrainExample:
     """Element k of the process's infinite stream -> one transformed example (picklable).
 
@@ -125,12 +139,13 @@ class _TrainExample:
             data, label = self.source[index]
             rng = np.random.default_rng([self.seed, epoch, index])
             try:
-                image = train_transform(data, rng, image_size_px=self.image_size,
-                                        augment=self.augment, **self.options)
+                example = train_example(data, rng, image_size=self.image_size, augment=self.augment,
+                                        **self.options)
             except DecodeError as e:
                 report_bad_file(self.source.name(index), str(e))
                 continue
-            return {"image": image, "label": np.int32(label)}
+            example["label"] = np.int32(label)
+            return example
         raise FlaxnetsError(f"no decodable image among {_MAX_SUBSTITUTES} training examples")
 
 
@@ -241,7 +256,9 @@ def train_loader(
     `fallback_crop_fraction`, `inception_fast_mode`, `dct_scaled_decode` (opt-in reduced-scale
     JPEG decode): see `flaxnets.data.transforms.train_transform`; `augment`: a callable (uint8
     HWC image, numpy Generator) -> uint8 HWC applied after crop and flip, e.g. from
-    `flaxnets.data.augment`; `workers`: Grain decoding processes (0: threads in this process);
+    `flaxnets.data.augment`, or a `flaxnets.data.augment.DeviceDraws`, whose draws each
+    example then carries ("augment_ops", "augment_args", "erase_boxes") for the train step to
+    apply; `workers`: Grain decoding processes (0: threads in this process);
     `device_count`: local devices the local batch must divide over.
     Returns a `TrainIterator` with `steps_per_epoch`, `get_state()` and `set_state()`.
     """

@@ -21,6 +21,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from flaxnets.config import apply_overrides
+from flaxnets.data.augment import DeviceDraws, augment_from_config
 from flaxnets.errors import UsageError
 from flaxnets.models import create_model, param_kinds
 from flaxnets.models.layers import conv_unrolled
@@ -147,9 +148,12 @@ def benchmark_model(name: str, *, batch: int = 32, resolution: int | None = None
                                             std=prep["std"], mesh=mesh)
         resolution = resolution or prep["image_size"]
         rng = np.random.default_rng(seed)
-        batch_data = parallel.shard_batch(
-            {"image": rng.integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8),
-             "label": rng.integers(0, num_classes, (batch,), dtype=np.int32)}, mesh)
+        host_batch = {"image": rng.integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8),
+                      "label": rng.integers(0, num_classes, (batch,), dtype=np.int32)}
+        draws = augment_from_config(config.data, mean=prep["mean"], std=prep["std"])
+        if isinstance(draws, DeviceDraws):  # data.augment_on=device: the step applies them
+            host_batch.update(draws.draw_batch(batch, resolution, resolution, seed))
+        batch_data = parallel.shard_batch(host_batch, mesh)
         start = time.perf_counter()
         compiled = train_step.lower(state, batch_data).compile()
         compile_time = time.perf_counter() - start

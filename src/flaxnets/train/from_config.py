@@ -12,7 +12,7 @@ from flax import nnx
 
 from flaxnets import models
 from flaxnets.config import Config
-from flaxnets.data import mix
+from flaxnets.data import augment, augment_device, mix
 from flaxnets.train.losses import cross_entropy_loss
 from flaxnets.train.step import make_train_step
 
@@ -59,12 +59,22 @@ def mix_from_config(config: Config):
                              prob=d.mix_prob, switch_prob=d.mix_switch_prob)
 
 
+def device_augment_from_config(config: Config, *, mean, std):
+    """`augment_fn(images, batch)` applying on the device the draws `augment_from_config` makes
+    the loader put in each batch with `data.augment_on: device`; None when augmentation runs on
+    the host or there is none. RandomErasing's noise uses `mean` / `std` (0-255 scale)."""
+    if not isinstance(augment.augment_from_config(config.data, mean=mean, std=std), augment.DeviceDraws):
+        return None
+    return functools.partial(augment_device.augment_batch, noise_table=augment.erasing_noise_table(mean, std))
+
+
 def train_step_from_config(config: Config, graphdef, tx, *, schedule, mean, std, mesh):
     """`make_train_step` with the config's loss (label smoothing), gradient accumulation, EMA,
-    Mixup / CutMix and `schedule` as the logged learning rate."""
+    Mixup / CutMix, device augmentation and `schedule` as the logged learning rate."""
     return make_train_step(
         graphdef, tx, loss_fn=functools.partial(_loss_fn, config.loss.label_smoothing), mean=mean, std=std,
         grad_accum_steps=config.train.grad_accum_steps, ema_decay=config.ema.decay,
         ema_dynamic_decay=config.ema.dynamic_decay, ema_start_step=config.ema.start_step,
         learning_rate_fn=schedule, mix_fn=mix_from_config(config),
-        num_classes=config.model.num_classes, mesh=mesh)
+        num_classes=config.model.num_classes,
+        augment_fn=device_augment_from_config(config, mean=mean, std=std), mesh=mesh)

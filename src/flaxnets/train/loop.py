@@ -83,6 +83,8 @@ def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_exa
         ("data", f"train {train_examples:,} examples, eval {eval_examples:,}, {classes}"),
         ("batch", f"global {t.global_batch_size}, per device {micro // devices} x {t.grad_accum_steps} "
                   f"gradient accumulation step(s)"),
+        ("augmentation", f"{config.data.augment}, random erasing {config.data.random_erasing:g}, "
+                         f"on the {config.data.augment_on}"),
         ("BatchNorm", batch_norm),
         ("devices", f"{devices} {jax.devices()[0].platform} device(s) in {processes} process(es)"),
         ("precision", f"{m.dtype} compute; parameters, BatchNorm statistics, logits and loss float32"),

@@ -74,6 +74,7 @@ def make_train_step(
     learning_rate_fn: Callable | None = None,
     mix_fn: Callable | None = None,
     num_classes: int | None = None,
+    augment_fn: Callable | None = None,
     mesh=None,
 ):
     """Build `train_step(state, batch) -> (state, metrics)`, jitted when `mesh` is given.
@@ -81,6 +82,9 @@ def make_train_step(
     `mix_fn(images, onehot_labels, key) -> (images, soft_labels)` (Mixup / CutMix from
     `flaxnets.data.mix`) runs on the normalised images of each micro-batch; it needs
     `num_classes`.
+
+    `augment_fn(images, batch) -> images` (`flaxnets.data.augment_device.augment_batch`) applies
+    the augmentation draws the batch carries to its uint8 images first, per example.
 
     `loss_fn(logits, labels)` returns the mean loss (float32); `batch` holds "image" (uint8
     NHWC) and "label" (int [B] or soft [B, C]). Metrics: train_loss, train_top1,
@@ -108,6 +112,8 @@ def make_train_step(
 
     def train_step(state: TrainState, batch):
         images, labels = batch["image"], batch["label"]
+        if augment_fn is not None:
+            images = augment_fn(images, batch)
         step_key = jax.random.fold_in(state.rng, state.step)
         if k == 1:
             grads, batch_stats, loss, top1 = forward_backward(
