@@ -408,15 +408,19 @@ class InvertedResidual(Block):
 
 
 class ConvBnAct(Block):
-    """kxk conv (with the stride), BN, act; no residual."""
+    """kxk conv (with the stride), BN, act -> [+ input with `skip`]."""
 
     NAME = "conv_bn"
     TIMM_NAMES = {"conv": "conv", "bn": "bn1"}
 
     @dataclass(frozen=True)
     class Args:
+        """`skip`: a residual where stride is 1 and the channels match (timm
+        `ConvBnAct(skip=True)`; EfficientNetV2's fused blocks of expansion 1)."""
+
         kernel_size: int
         activation: str = "relu"
+        skip: bool = False
 
     @dataclass(frozen=True, kw_only=True)
     class Config(BlockConfig):
@@ -426,7 +430,9 @@ class ConvBnAct(Block):
     @classmethod
     def configure(cls, args, activation, *, in_channels, out_channels, stride, **placement):
         return cls.Config(block_type=cls, in_channels=in_channels, out_channels=out_channels,
-                          stride=stride, residual=False, kernel_size=args.kernel_size,
+                          stride=stride,
+                          residual=args.skip and _residual(in_channels, out_channels, stride),
+                          kernel_size=args.kernel_size,
                           activation=activation or args.activation, **placement)
 
     def __init__(self, cfg: Config, knobs: Knobs, inits: dict[str, Callable],
