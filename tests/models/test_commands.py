@@ -12,7 +12,7 @@ def test_models_json_lists_every_model(capsys):
     assert by_name["efficientnet_b0"]["params"] == 5_288_548
     assert isinstance(by_name["efficientnet_b0"]["macs"], int)
     assert by_name["mobilenet_v3_large"]["resolution"] == 224
-    assert len(rows) == 25
+    assert len(rows) == 32
 
 
 def test_models_table(capsys):

@@ -37,6 +37,16 @@ REFERENCE_PARAMS = {
     "mobilenet_v4_conv_large": 32_590_864,
     "mobilenet_v4_hybrid_medium": 11_074_648,
     "mobilenet_v4_hybrid_large": 37_764_624,
+    # keras.applications EfficientNetV2B0..B3/S/M/L(weights=None), trainable weights, 1000
+    # classes (keras 3, measured 2026-12-02); timm's tf_efficientnetv2_* builds the same layers
+    # (`_gen_efficientnetv2_base/_s/_m/_l`: the same rows, stems and heads, round_limit=0.).
+    "efficientnetv2_b0": 7_139_704,
+    "efficientnetv2_b1": 8_141_052,
+    "efficientnetv2_b2": 10_096_086,
+    "efficientnetv2_b3": 14_358_406,
+    "efficientnetv2_s": 21_458_488,
+    "efficientnetv2_m": 54_139_356,
+    "efficientnetv2_l": 118_515_272,
 }
 
 

@@ -198,3 +198,18 @@ def test_numpy_initialisers_match_the_scheme_statistics():
     again = initializers("tf_tpu")["conv"](key, (3, 3, 64, 256))
     other = initializers("tf_tpu")["conv"](jax.random.key(4), (3, 3, 64, 256))
     assert bool((conv == again).all()) and not bool((conv == other).all())
+
+
+def test_param_kinds_come_from_the_layers_declarations():
+    # A parameter whose module declares no kind is an error, not a silent escape from a mask;
+    # declaring it is all a new layer needs.
+    class Gain(nnx.Module):
+        def __init__(self):
+            self.gain = nnx.Param(jnp.ones((3,)))
+
+    holder = nnx.Module()
+    holder.gain = Gain()
+    with pytest.raises(FlaxnetsError, match="gain/gain has no known kind"):
+        param_kinds(holder)
+    Gain.PARAM_KINDS = {"gain": "layer_scale"}
+    assert param_kinds(holder) == {("gain", "gain"): "layer_scale"}

@@ -34,3 +34,41 @@ def test_param_kinds_cover_every_param(small_model):
     flat = nnx.to_flat_state(nnx.state(small_model, nnx.Param))
     assert set(kinds) == {tuple(p) for p, _ in flat}
     assert count_params(small_model) == count_params("mobilenet_v3_small", num_classes=10)
+
+
+def test_a_family_can_bring_its_own_stem_and_head():
+    """An architecture's `network` builds the stem and head (here: no head conv, the pooled
+    blocks straight into the classifier); counting and parameter kinds follow the built model."""
+    import jax.numpy as jnp
+
+    from flaxnets.models import traced_summary
+    from flaxnets.models.blocks import Architecture, InvertedResidual, Knobs, Stage, resolve
+    from flaxnets.models.layers import Conv2d, Dense, initializers
+
+    class PoolHead(nnx.Module):
+        def __init__(self, arch, knobs, *, rngs):
+            stem, configs, _, _ = resolve(arch)
+            inits = initializers(knobs.kernel_init)
+            self.block_configs = tuple(configs)
+            self.stem_conv = Conv2d(3, stem, 3, 2, kernel_init=inits["conv"], rngs=rngs)
+            self.blocks = nnx.List([c.block_type(c, knobs, inits, rngs=rngs) for c in configs])
+            self.classifier = Dense(configs[-1].out_channels, knobs.num_classes,
+                                    kernel_init=inits["dense"], rngs=rngs)
+
+        def __call__(self, x, *, rngs=None):
+            x = self.stem_conv(x)
+            for block in self.blocks:
+                x = block(x, rngs=rngs)
+            return self.classifier(x.mean(axis=(1, 2)))
+
+    arch = Architecture(stages=(Stage(InvertedResidual, 1, 2, 16, InvertedResidual.Args(3, 4)),),
+                        stem_channels=8, stem_activation="relu", head_channels=0,
+                        head_activation="relu", network=PoolHead)
+    model = arch.build(Knobs(num_classes=5), rngs=nnx.Rngs(0))
+    model.eval()
+    assert model(jnp.zeros((1, 16, 16, 3))).shape == (1, 5)
+    # stem 3*3*3*8; block: expand 8*32 + BN, depthwise 9*32 + BN, project 32*16 + BN; 16*5 + 5
+    expected = 216 + 256 + 64 + 288 + 64 + 512 + 32 + 85
+    assert count_params(model) == sum(r.params for r in traced_summary(model, 16)) == expected
+    assert set(param_kinds(model).values()) == {"conv_kernel", "depthwise_kernel", "dense_kernel",
+                                                "bias", "bn_scale", "bn_bias"}

@@ -25,40 +25,25 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxnets.errors import FlaxnetsError
-from flaxnets.models.layers import (
-    BatchNorm, DepthwiseConv2d, LayerScale, conv_implementation, recording, shapes_only,
-)
+from flaxnets.models.layers import conv_implementation, recording, shapes_only
 from flaxnets.models.registry import MIN_RESOLUTION, create_model, get_spec
 
 
 def param_kinds(model: nnx.Module) -> dict[tuple, str]:
-    """The kind of every `nnx.Param` in `model`, decided by the type of its owning module.
+    """The kind of every `nnx.Param` in `model`, as the class of its owning module declares it
+    (`PARAM_KINDS`: attribute -> kind, see `flaxnets.models.layers`).
 
     Keys are the paths of `nnx.to_flat_state(nnx.state(model, nnx.Param))`: tuples of
     attribute names (str) and list indices (int), e.g. `("blocks", 3, "depthwise_conv",
     "kernel")`. Kinds: conv_kernel, depthwise_kernel, dense_kernel, bias, bn_scale, bn_bias,
     layer_scale.
-    Raises FlaxnetsError if a parameter belongs to a module type this function does not know,
-    so a new layer cannot silently escape a weight-decay mask.
+    Raises FlaxnetsError if a parameter's module does not declare its kind, so a new layer
+    cannot silently escape a weight-decay mask.
     """
     kinds: dict[tuple, str] = {}
     for path, module in nnx.iter_modules(model):
-        path = tuple(path)
-        if isinstance(module, BatchNorm):
-            kinds[path + ("scale",)] = "bn_scale"
-            kinds[path + ("bias",)] = "bn_bias"
-        elif isinstance(module, LayerScale):
-            kinds[path + ("gamma",)] = "layer_scale"
-        elif isinstance(module, (nnx.Conv, nnx.Linear)):
-            if isinstance(module, DepthwiseConv2d):
-                kernel = "depthwise_kernel"
-            elif isinstance(module, nnx.Conv):
-                kernel = "conv_kernel"
-            else:
-                kernel = "dense_kernel"
-            kinds[path + ("kernel",)] = kernel
-            if getattr(module, "bias", None) is not None:
-                kinds[path + ("bias",)] = "bias"
+        for attr, kind in getattr(type(module), "PARAM_KINDS", {}).items():
+            kinds[tuple(path) + (attr,)] = kind
     result = {}
     for path, _ in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         path = tuple(path)

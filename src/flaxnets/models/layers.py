@@ -1,8 +1,9 @@
 """Shared layers: convolutions, BatchNorm with per-group statistics, squeeze-excite, activations
 and initialiser schemes.
 
-Module types carry meaning: `flaxnets.models.param_kinds` classifies parameters by the type of
-the module that owns them (`Conv2d`, `DepthwiseConv2d`, `nnx.Linear`, `BatchNorm`), never by name.
+Each layer class that owns parameters declares their kinds (`PARAM_KINDS`: attribute -> kind,
+one of `flaxnets.config.PARAM_KINDS`); `flaxnets.models.param_kinds` reads those declarations
+off the built model, never parameter names.
 """
 
 from __future__ import annotations
@@ -318,6 +319,8 @@ class Conv2d(nnx.Conv):
     """A dense (groups=1) 2-D convolution, NHWC, parameters float32, computed in `dtype`.
     A 1x1 stride-1 convolution may run as a matrix product (`conv_unrolled`)."""
 
+    PARAM_KINDS = {"kernel": "conv_kernel", "bias": "bias"}
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
                  padding: str = "same", use_bias: bool = False, kernel_init: Callable,
                  dtype=jnp.float32, rngs: nnx.Rngs):
@@ -337,6 +340,8 @@ class DepthwiseConv2d(nnx.Conv):
 
     Computed as a grouped convolution or as a sum of shifts (`conv_unrolled`)."""
 
+    PARAM_KINDS = {"kernel": "depthwise_kernel", "bias": "bias"}
+
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, *, padding: str = "same",
                  kernel_init: Callable, dtype=jnp.float32, rngs: nnx.Rngs):
         super().__init__(
@@ -352,6 +357,8 @@ class DepthwiseConv2d(nnx.Conv):
 
 class Dense(nnx.Linear):
     """A fully connected layer on pooled features, parameters and compute in float32."""
+
+    PARAM_KINDS = {"kernel": "dense_kernel", "bias": "bias"}
 
     def __init__(self, in_features: int, out_features: int, *, kernel_init: Callable,
                  use_bias: bool = True, rngs: nnx.Rngs):
@@ -371,6 +378,8 @@ class BatchNorm(nnx.Module):
     group moments. Running stats: `new = momentum * old + (1 - momentum) * batch` (Keras/TF
     convention). `use_running_average` is switched by `model.train()` / `model.eval()`.
     """
+
+    PARAM_KINDS = {"scale": "bn_scale", "bias": "bn_bias"}
 
     def __init__(self, num_features: int, *, momentum: float = 0.99, epsilon: float = 1e-3,
                  group_size: int | None = None, dtype=jnp.float32,
@@ -445,6 +454,8 @@ class LayerScale(nnx.Module):
     """Per-channel learned scale of a residual branch (CaiT; MobileNetV4 `MNV4LayerScale` in
     TF-Vision `official/vision/modeling/layers/nn_blocks.py`, timm `LayerScale2d`), starting at
     `init_value`."""
+
+    PARAM_KINDS = {"gamma": "layer_scale"}
 
     def __init__(self, channels: int, init_value: float):
         self.gamma = nnx.Param(jnp.full((channels,), init_value, jnp.float32))

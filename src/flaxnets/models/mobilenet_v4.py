@@ -14,25 +14,35 @@ layer scale 1e-5 on every "uib" and "mqa" block (TF-Vision `use_layer_scale=True
 
 from __future__ import annotations
 
-from flaxnets.models.blocks import Architecture, Stage
+import dataclasses
+
+from flaxnets.models.blocks import (
+    Architecture, ConvBnAct, FusedInvertedResidual, MobileAttention, Stage,
+    UniversalInvertedResidual,
+)
+from flaxnets.models.registry import (
+    IMAGENET_MEAN, IMAGENET_STD, ModelSpec, register_family, register_models,
+)
 
 
 def _cn(k, s, c, act):
-    return Stage(1, k, s, 1, c, None, act, block="conv_bn")
+    return Stage(ConvBnAct, 1, s, c, ConvBnAct.Args(k, act))
 
 
 def _er(k, s, e, c, act):
-    return Stage(1, k, s, e, c, None, act, block="fused_ib")
+    return Stage(FusedInvertedResidual, 1, s, c, FusedInvertedResidual.Args(k, e, act))
 
 
 def _uir(start, mid, s, e, c, act, r=1):
-    return Stage(r, mid, s, e, c, None, act, block="uib", start_kernel_size=start)
+    return Stage(UniversalInvertedResidual, r, s, c,
+                 UniversalInvertedResidual.Args(start, mid, e, act))
 
 
 def _mqa(heads, key_dim, kv_stride, c, act):
-    # The 3x3 kernel is that of the key/value downsampling depthwise convs.
-    return Stage(1, 3, 1, 1, c, None, act, block="mqa", num_heads=heads, key_dim=key_dim,
-                 kv_stride=kv_stride)
+    # The 3x3 kernel is that of the key/value downsampling depthwise convs; attention has no
+    # activation of its own (`act` keeps the tables uniform).
+    return Stage(MobileAttention, 1, 1, c,
+                 MobileAttention.Args(heads, key_dim, kv_stride, kernel_size=3))
 
 
 def _conv_small(a):
@@ -123,6 +133,7 @@ VARIANTS = {
 }
 
 
+@register_family("mobilenet_v4")
 def architecture(variant: str = "conv_medium") -> Architecture:
     """The MobileNetV4 `variant` (a key of VARIANTS) architecture."""
     table, stem, act, layer_scale = VARIANTS[variant]
@@ -131,9 +142,35 @@ def architecture(variant: str = "conv_medium") -> Architecture:
     for group in groups:
         starts.append(len(rows))
         rows.extend(group)
+    if layer_scale is not None:  # every "uib" and "mqa" block
+        rows = [dataclasses.replace(r, args=dataclasses.replace(r.args, layer_scale=layer_scale))
+                if r.block in (UniversalInvertedResidual, MobileAttention) else r for r in rows]
     return Architecture(
         stages=tuple(rows), stem_channels=stem, stem_activation=act,
         head_channels=960, head_activation=act, pre_logits_channels=1280,
-        pre_logits_scale="never", pre_logits_norm=True, layer_scale=layer_scale,
+        pre_logits_scale="never", pre_logits_norm=True,
         depth_rule="tf_vision_specs", stage_starts=tuple(starts),
     )
+
+
+def _spec(variant, resolution, top1, *, dropout=0.2, stochastic_depth=0.0, rule=None,
+          bn_momentum=0.997, bn_epsilon=1e-3) -> ModelSpec:
+    # Defaults from the TF-Vision experiment yaml of each variant
+    # (official/vision/configs/experiments/image_classification/
+    # imagenet_mobilenetv4_<variant>_tpu.yaml): input size, dropout, stochastic depth and its
+    # rule (flat_stochastic_depth_drop_rate), BN momentum/epsilon, the top-1 in its header.
+    # TF-Vision normalises with the ImageNet mean/std (official/vision/ops/preprocess_ops.py
+    # MEAN_RGB / STDDEV_RGB), resizes bilinearly and centre-crops 0.875 for evaluation.
+    return ModelSpec(f"mobilenet_v4_{variant}", "mobilenet_v4", {"variant": variant}, resolution,
+                     0.875, "bilinear", IMAGENET_MEAN, IMAGENET_STD, dropout, top1,
+                     stochastic_depth_rate=stochastic_depth, stochastic_depth_rule=rule,
+                     bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, kernel_init="tf_vision")
+
+
+register_models(
+    _spec("conv_small", 224, 73.8, dropout=0.3, bn_momentum=0.95, bn_epsilon=1e-6),
+    _spec("conv_medium", 256, 79.9, stochastic_depth=0.075),
+    _spec("conv_large", 384, 82.92, stochastic_depth=0.2, rule="flat"),
+    _spec("hybrid_medium", 256, 80.7, stochastic_depth=0.075),
+    _spec("hybrid_large", 384, 83.7, stochastic_depth=0.35),
+)

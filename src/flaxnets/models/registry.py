@@ -1,24 +1,22 @@
-"""The model zoo: one `ModelSpec` per registry name, and `create_model`."""
+"""The model zoo: one `ModelSpec` per registry name, and `create_model`.
+
+Each family registers itself in its own file: its architecture builder with
+`@register_family(name)` and its models with `register_models(...)` (as timm's
+`@register_model`). This module imports no family; `flaxnets.models` imports them all.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from flax import nnx
 
 from flaxnets.errors import FlaxnetsError, UsageError
-from flaxnets.models import efficientnet, mobilenet_v2, mobilenet_v3, mobilenet_v4
-from flaxnets.models.blocks import Architecture, ConvNet, Knobs
+from flaxnets.models.blocks import Architecture, Knobs
 
-_FAMILIES = {
-    "mobilenet_v3": mobilenet_v3.architecture,
-    "efficientnet": efficientnet.architecture,
-    "mobilenet_v2": mobilenet_v2.architecture,
-    "mobilenet_v4": mobilenet_v4.architecture,
-}
 # Input normalisations on the 0-255 scale, each defined once: the model defaults below, the weight
 # importers and the recipes read them from here.
 #: ImageNet mean/std x 255: TF-Vision `MEAN_RGB`/`STDDEV_RGB` (official/vision/ops/preprocess_ops.py),
@@ -44,6 +42,8 @@ class ModelSpec:
     weights (a `data.crop` flavour: "inception" = TF-slim, "tf_tpu", "tf_vision");
     `published_macs` is the source's multiply-add figure as printed ("219M", "0.39B"), whose
     digits give its precision; `published_top1` is the source's ImageNet top-1 (%), or None.
+    `defaults` holds further facts of the source that no knob reads, e.g. "train_resolution"
+    where the source trains below `resolution`, its evaluation size.
     """
 
     name: str
@@ -79,74 +79,47 @@ class ModelSpec:
         return base.replace(**overrides).check()
 
 
-def _mobilenet(name, family, args, top1, macs=None):
-    # The Keras-applications MobileNet weights (the ones `flaxnets.weights` imports) take inputs in
-    # [-1, 1], crop 0.875, bilinear: they are TF-slim's checkpoints, evaluated by TF-slim's
-    # inception_preprocessing.preprocess_for_eval (research/slim in tensorflow/models). TF-Vision
-    # *trains* MobileNets on ImageNet mean/std instead (classification_input.py); its recipes say so.
-    return ModelSpec(name, family, args, 224, 0.875, "bilinear", INCEPTION_MEAN, INCEPTION_STD,
-                     0.2, top1, macs, kernel_init="tf_vision", eval_crop="inception")
+def tf_slim_mobilenet(name: str, family: str, family_args: dict[str, Any],
+                      top1: float | None, macs: str | None = None) -> ModelSpec:
+    """The spec of a MobileNet whose imported weights are the Keras-applications ones.
+
+    Those take inputs in [-1, 1], crop 0.875, bilinear: they are TF-slim's checkpoints,
+    evaluated by TF-slim's inception_preprocessing.preprocess_for_eval (research/slim in
+    tensorflow/models). TF-Vision *trains* MobileNets on ImageNet mean/std instead
+    (classification_input.py); its recipes say so.
+    """
+    return ModelSpec(name, family, family_args, 224, 0.875, "bilinear", INCEPTION_MEAN,
+                     INCEPTION_STD, 0.2, top1, macs, kernel_init="tf_vision", eval_crop="inception")
 
 
-def _efficientnet(variant, top1, macs=None):
-    _, _, res, dropout = efficientnet.SCALING[variant]
-    lite = variant.startswith("lite")
-    # The TF-TPU EfficientNet checkpoints: ImageNet mean/std; Lite: mean 127, std 128.
-    mean, std = (LITE_MEAN, LITE_STD) if lite else (IMAGENET_MEAN, IMAGENET_STD)
-    return ModelSpec(f"efficientnet_{variant}", "efficientnet", {"variant": variant}, res,
-                     res / (res + 32), "bicubic", mean, std, dropout, top1, macs,
-                     stochastic_depth_rate=0.2, kernel_init="tf_tpu", eval_crop="tf_tpu")
+#: Registry name -> spec, filled by the family modules as `flaxnets.models` imports them
+#: (`register_models`), in zoo order.
+REGISTRY: dict[str, ModelSpec] = {}
+_FAMILIES: dict[str, Callable[..., Architecture]] = {}
 
 
-def _mobilenet_v4(variant, resolution, top1, *, dropout=0.2, stochastic_depth=0.0,
-                 rule=None, bn_momentum=0.997, bn_epsilon=1e-3):
-    # Defaults from the TF-Vision experiment yaml of each variant
-    # (official/vision/configs/experiments/image_classification/
-    # imagenet_mobilenetv4_<variant>_tpu.yaml): input size, dropout, stochastic depth and its
-    # rule (flat_stochastic_depth_drop_rate), BN momentum/epsilon, the top-1 in its header.
-    # TF-Vision normalises with the ImageNet mean/std (official/vision/ops/preprocess_ops.py
-    # MEAN_RGB / STDDEV_RGB), resizes bilinearly and centre-crops 0.875 for evaluation.
-    return ModelSpec(f"mobilenet_v4_{variant}", "mobilenet_v4", {"variant": variant}, resolution,
-                     0.875, "bilinear", IMAGENET_MEAN, IMAGENET_STD, dropout, top1,
-                     stochastic_depth_rate=stochastic_depth, stochastic_depth_rule=rule,
-                     bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, kernel_init="tf_vision")
+def register_family(name: str):
+    """Decorator: register a family's architecture builder (its keyword arguments are a
+    `ModelSpec.family_args`) under `name`, in the family's own file."""
+    def register(builder: Callable[..., Architecture]) -> Callable[..., Architecture]:
+        if name in _FAMILIES:
+            raise FlaxnetsError(f"model family {name!r} is registered twice")
+        _FAMILIES[name] = builder
+        return builder
+
+    return register
 
 
-_SPECS = [
-    # Top-1 and MACs: MobileNetV3 paper (Table 3); minimal variants from the TF-slim/Keras table.
-    _mobilenet("mobilenet_v3_large", "mobilenet_v3", {"size": "large"}, 75.2, "219M"),
-    _mobilenet("mobilenet_v3_large_075", "mobilenet_v3", {"size": "large", "width": 0.75},
-               73.3, "155M"),
-    _mobilenet("mobilenet_v3_large_minimal", "mobilenet_v3", {"size": "large", "minimal": True},
-               72.3, "209M"),
-    _mobilenet("mobilenet_v3_small", "mobilenet_v3", {"size": "small"}, 67.4, "56M"),
-    _mobilenet("mobilenet_v3_small_075", "mobilenet_v3", {"size": "small", "width": 0.75},
-               65.4, "44M"),
-    _mobilenet("mobilenet_v3_small_minimal", "mobilenet_v3", {"size": "small", "minimal": True},
-               61.9),
-    # MobileNetV2 paper (Table 4).
-    _mobilenet("mobilenet_v2", "mobilenet_v2", {}, 72.0, "300M"),
-    # Top-1 and MACs: EfficientNet paper (Table 2).
-    _efficientnet("b0", 77.1, "0.39B"),
-    _efficientnet("b1", 79.1, "0.70B"),
-    _efficientnet("b2", 80.1, "1.0B"),
-    _efficientnet("b3", 81.6, "1.8B"),
-    _efficientnet("b4", 82.9, "4.2B"),
-    _efficientnet("b5", 83.6, "9.9B"),
-    _efficientnet("b6", 84.0, "19B"),
-    _efficientnet("b7", 84.3, "37B"),
-    _efficientnet("lite0", None),
-    _efficientnet("lite1", None),
-    _efficientnet("lite2", None),
-    _efficientnet("lite3", None),
-    _efficientnet("lite4", None),
-    _mobilenet_v4("conv_small", 224, 73.8, dropout=0.3, bn_momentum=0.95, bn_epsilon=1e-6),
-    _mobilenet_v4("conv_medium", 256, 79.9, stochastic_depth=0.075),
-    _mobilenet_v4("conv_large", 384, 82.92, stochastic_depth=0.2, rule="flat"),
-    _mobilenet_v4("hybrid_medium", 256, 80.7, stochastic_depth=0.075),
-    _mobilenet_v4("hybrid_large", 384, 83.7, stochastic_depth=0.35),
-]
-REGISTRY: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+def register_models(*specs: ModelSpec) -> None:
+    """Register model specs of families already registered (each name once)."""
+    for spec in specs:
+        if spec.family not in _FAMILIES:
+            raise FlaxnetsError(f"model {spec.name!r}: family {spec.family!r} is not registered")
+        if spec.name in REGISTRY:
+            raise FlaxnetsError(f"model {spec.name!r} is registered twice")
+        REGISTRY[spec.name] = spec
+
+
 OVERRIDES = tuple(f.name for f in dataclasses.fields(Knobs) if f.name != "num_classes")
 
 
@@ -209,4 +182,4 @@ def create_model(name: str, *, num_classes: int = 1000, rngs: nnx.Rngs | None = 
         if key not in OVERRIDES:
             raise _unknown("override", key, OVERRIDES)
     knobs = spec.knobs(num_classes=num_classes, **overrides)
-    return ConvNet(spec.architecture(), knobs, rngs=rngs if rngs is not None else nnx.Rngs(0))
+    return spec.architecture().build(knobs, rngs=rngs if rngs is not None else nnx.Rngs(0))

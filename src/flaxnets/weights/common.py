@@ -14,9 +14,13 @@ import dataclasses
 import importlib.resources
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from flaxnets.errors import FlaxnetsError
+from flaxnets.models import param_kinds
 
 
 @dataclasses.dataclass
@@ -81,12 +85,6 @@ def model_layers(model, resolution: int = 64) -> list[Layer]:
     The order is recorded by tracing one forward pass (no compute: `jax.eval_shape`) with the
     layer classes' `__call__` wrapped; kinds come from `flaxnets.models.param_kinds`.
     """
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from flaxnets.models import param_kinds
-
     kinds = param_kinds(model)
     graphdef, state = nnx.split(model)
     owners: dict[int, tuple] = {}

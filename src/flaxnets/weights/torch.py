@@ -1,6 +1,6 @@
 """PyTorch state dicts: timm layout and the EfficientNet-PyTorch (lukemelas) layout.
 
-timm:      conv_stem, bn1, blocks.S.I.<the block's timm_names()>, [blocks.S+1.0.conv/bn1,
+timm:      conv_stem, bn1, blocks.S.I.<the block's layout_names("timm")>, [blocks.S+1.0.conv/bn1,
            conv_head, norm_head | conv_head, bn2], classifier (MobileNetV2/V3/V4, EfficientNet)
 lukemelas: _conv_stem, _bn0, _blocks.N.{_expand_conv, _bn0, _depthwise_conv, _bn1, _se_reduce,
            _se_expand, _project_conv, _bn2}, _conv_head, _bn1, _fc
@@ -35,11 +35,6 @@ from flaxnets.weights.common import (
 )
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-
-# EfficientNet-PyTorch names of an inverted-residual block's layers (its only block type).
-_LUKE_BLOCK = {"expand_conv": "_expand_conv", "expand_bn": "_bn0", "depthwise_conv": "_depthwise_conv",
-               "depthwise_bn": "_bn1", "se.reduce": "_se_reduce", "se.expand": "_se_expand",
-               "project_conv": "_project_conv", "project_bn": "_bn2"}
 
 
 def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
@@ -120,38 +115,12 @@ def _split(key: str) -> tuple[str, str]:
 
 
 def layout_names(model, layout: str) -> dict[tuple, str]:
-    """The checkpoint module name of each of our weight-owning layers (by path) in `layout`,
-    taken from the blocks' own definitions: timm's from each block's `timm_names()` under
-    `blocks.S.I` (its stage and index in the reference layout, `BlockConfig.stage/index`);
-    EfficientNet-PyTorch's numbered flat `_blocks.N` (inverted-residual blocks only)."""
+    """The checkpoint module name of each of our weight-owning layers (by path) in `layout`
+    ("timm" or "lukemelas"), as the network and its blocks define them
+    (`blocks.ConvNet.layout_names`, each block's `layout_names`)."""
     if layout not in ("timm", "lukemelas"):
         raise FlaxnetsError(f"unknown layout {layout!r}; expected 'timm' or 'lukemelas'")
-    timm = layout == "timm"
-    names = {("stem_conv",): "conv_stem" if timm else "_conv_stem",
-             ("stem_bn",): "bn1" if timm else "_bn0"}
-    last_stage = -1
-    for i, (block, cfg) in enumerate(zip(model.blocks, model.block_configs)):
-        if timm:
-            prefix, inner = f"blocks.{cfg.stage}.{cfg.index}", block.timm_names()
-        elif cfg.block == "inverted_residual":
-            prefix, inner = f"_blocks.{i}", _LUKE_BLOCK
-        else:
-            raise FlaxnetsError(f"the EfficientNet-PyTorch layout has no {cfg.block} blocks")
-        for attr, name in inner.items():
-            names[("blocks", i) + tuple(attr.split("."))] = f"{prefix}.{name}"
-        last_stage = cfg.stage
-    if not timm:
-        if model.pre_logits is not None:
-            raise FlaxnetsError("the EfficientNet-PyTorch layout has no pre-logits layer")
-        names.update({("head_conv",): "_conv_head", ("head_bn",): "_bn1", ("classifier",): "_fc"})
-    elif model.pre_logits is None:  # EfficientNet / MobileNetV2
-        names.update({("head_conv",): "conv_head", ("head_bn",): "bn2"})
-    else:  # MobileNetV3/V4: the 1x1 head conv is a stage of its own, the pre-logits conv_head
-        names.update({("head_conv",): f"blocks.{last_stage + 1}.0.conv",
-                      ("head_bn",): f"blocks.{last_stage + 1}.0.bn1",
-                      ("pre_logits",): "conv_head", ("pre_logits_bn",): "norm_head"})
-    names[("classifier",)] = "classifier" if timm else "_fc"
-    return names
+    return model.layout_names(layout)
 
 
 def checkpoint_layers(state_dict: dict[str, np.ndarray], order: dict[str, int],
