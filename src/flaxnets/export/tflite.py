@@ -37,6 +37,7 @@ preprocess images as the exported weights expect.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -240,8 +241,12 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> path
     `calibration`: None for float32; else uint8 images [N, R, R, 3] (eval-transformed, see
     `calibration_images`) for full-integer int8 quantization.
     """
+    from flaxnets.models.layers import hard_swish_split
+
     require_litert()
-    float_model = _convert(_stablehlo(model, prep.resolution, prep if prep.included else None))
+    # int8: hard-swish in the form XNNPACK's int8 kernels take, so the graph is one partition.
+    with hard_swish_split() if calibration is not None else contextlib.nullcontext():
+        float_model = _convert(_stablehlo(model, prep.resolution, prep if prep.included else None))
     flatbuffer = float_model
     if calibration is not None:
         images = np.asarray(calibration, np.uint8)
@@ -325,6 +330,31 @@ def operator_names(path) -> list[str]:
             else:
                 out.append(names[builtin])
     return out
+
+
+def xnnpack_partitions(path) -> tuple[int, bool]:
+    """(the number of XNNPACK delegate partitions, whether one partition runs the whole graph)
+    of a .tflite file in the LiteRT interpreter (its default XNNPACK delegate, one thread).
+
+    The interpreter appends one DELEGATE node per partition after the model's operators. The
+    whole graph runs in one when there is one and it takes the model's inputs (besides
+    constants) and gives its outputs: an operator left outside would feed it or be fed by it."""
+    require_litert(export=False)
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = pathlib.Path(path).read_bytes()
+    graph, root = _model_root(data).Subgraphs(0), _model_root(data)
+    constants = {i for i in range(graph.TensorsLength())
+                 if root.Buffers(graph.Tensors(i).Buffer()).DataLength() > 0
+                 or root.Buffers(graph.Tensors(i).Buffer()).Offset() > 1}
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    nodes = interpreter._get_ops_details()[graph.OperatorsLength():]
+    delegates = [node for node in nodes if node["op_name"] == "DELEGATE"]
+    whole = (len(delegates) == 1
+             and {int(i) for i in delegates[0]["inputs"]} - constants == set(graph.InputsAsNumpy().tolist())
+             and [int(i) for i in delegates[0]["outputs"]] == graph.OutputsAsNumpy().tolist())
+    return len(delegates), whole
 
 
 class LiteRTModel:
