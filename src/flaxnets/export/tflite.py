@@ -13,7 +13,10 @@ The route (all optional dependencies, `pip install 'flaxnets[litert]'`):
 3. int8: `litert-quantizer`'s static recipe `static_wi8_ai8` (int8 weights per channel, int8
    activations per tensor, min/max calibrated on images run through the float model). Its result
    takes an int8 input and returns int8 logits (scale and zero point in the tensors'
-   quantization parameters), with no QUANTIZE/DEQUANTIZE at the boundaries.
+   quantization parameters), with no QUANTIZE/DEQUANTIZE at the boundaries. The int8 model is
+   traced with hard-swish split (`flaxnets.models.layers.hard_swish_split`) so that the converter
+   leaves no HARD_SWISH op, which XNNPACK runs only in float: every int8 op runs in one XNNPACK
+   partition (`xnnpack_partitions`).
 
 Input and output:
 
