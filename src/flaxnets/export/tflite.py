@@ -16,7 +16,8 @@ The route (all optional dependencies, `pip install 'flaxnets[litert]'`):
    quantization parameters), with no QUANTIZE/DEQUANTIZE at the boundaries. The int8 model is
    traced with hard-swish split (`flaxnets.models.layers.hard_swish_split`) so that the converter
    leaves no HARD_SWISH op, which XNNPACK runs only in float: every int8 op runs in one XNNPACK
-   partition (`xnnpack_partitions`).
+   partition (`xnnpack_partitions`), but for the uint8 pixels' QUANTIZE of `include_preprocessing`,
+   which XNNPACK does not take (it runs before the partition).
 
 Input and output:
 
@@ -339,17 +340,19 @@ def xnnpack_partitions(path) -> tuple[int, bool]:
     """(the number of XNNPACK delegate partitions, whether one partition runs the whole graph)
     of a .tflite file in the LiteRT interpreter (its default XNNPACK delegate, one thread).
 
-    The interpreter appends one DELEGATE node per partition after the model's operators. The
-    whole graph runs in one when there is one and it takes the model's inputs (besides
-    constants) and gives its outputs: an operator left outside would feed it or be fed by it."""
+    The interpreter appends one DELEGATE node per partition after the model's operators (read
+    with its experimental `_get_ops_details`, hence the pinned ai-edge-litert and the tests). The
+    whole graph runs in XNNPACK when there is exactly one partition, taking the model's inputs
+    (besides constants) and giving its outputs: an operator left outside would feed it or be
+    fed by it."""
     require_litert(export=False)
     from ai_edge_litert.interpreter import Interpreter
 
-    data = pathlib.Path(path).read_bytes()
-    graph, root = _model_root(data).Subgraphs(0), _model_root(data)
-    constants = {i for i in range(graph.TensorsLength())
-                 if root.Buffers(graph.Tensors(i).Buffer()).DataLength() > 0
-                 or root.Buffers(graph.Tensors(i).Buffer()).Offset() > 1}
+    root = _model_root(pathlib.Path(path).read_bytes())
+    graph = root.Subgraphs(0)
+    buffers = [root.Buffers(graph.Tensors(i).Buffer()) for i in range(graph.TensorsLength())]
+    # Constant data lies in the buffer, or after the flatbuffer (Offset) in models over 2 GB.
+    constants = {i for i, buffer in enumerate(buffers) if buffer.DataLength() > 0 or buffer.Offset() > 1}
     interpreter = Interpreter(model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()
     nodes = interpreter._get_ops_details()[graph.OperatorsLength():]
