@@ -1,16 +1,17 @@
 """LiteRT (TFLite) float32 and int8 vs ONNX Runtime float32: file size and single-image CPU
 latency, one thread each, side by side in one run.
 
-For each of mobilenet_v3_large, mobilenet_v3_small, efficientnet_lite0 and efficientnet_b0
-(random weights with random BatchNorm statistics, built by the tests' helper: latency does not
-depend on the values) this
+For each of mobilenet_v3_large, mobilenet_v3_small, mobilenet_v4_conv_small,
+mobilenet_v4_conv_medium, efficientnet_lite0 and efficientnet_b0 (random weights with random
+BatchNorm statistics, built by the tests' helper: latency does not depend on the values) this
 exports the model at its resolution with `flaxnets.export.tflite` (float32, then int8 calibrated
 on `--calibration-images` random pixel images, which fixes ranges but not speed) and with
 `flaxnets.export.onnx`, then times single-image inference: the LiteRT interpreter with
 `num_threads=1` (its default XNNPACK delegate, as on a phone) and an onnxruntime CPU session with
 one intra-op and one inter-op thread. Each runtime takes `--rounds` turns of `--runs` timed
 invocations after `--warmup` untimed ones; the median over all timed runs is reported, with the
-machine and date.
+machine and date, and the number of XNNPACK delegate partitions of each LiteRT file (1: the whole
+graph runs in XNNPACK).
 
 Usage (needs flaxnets[litert] and onnxruntime; on a shared machine run it nice'd and say so):
     nice -n 10 PYTHONPATH=src python benchmarks/bench_tflite.py --runs 50 --rounds 3
@@ -38,7 +39,8 @@ import numpy as np  # noqa: E402
 # The test helpers build zoo models with random weights and BatchNorm statistics.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-MODELS = ["mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_lite0", "efficientnet_b0"]
+MODELS = ["mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v4_conv_small", "mobilenet_v4_conv_medium",
+          "efficientnet_lite0", "efficientnet_b0"]
 
 
 def median_ms(run, x, *, runs: int, warmup: int) -> list[float]:
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
     from ai_edge_litert.interpreter import Interpreter
 
     from flaxnets.export.onnx import export_onnx
-    from flaxnets.export.tflite import Preprocessing, export_tflite
+    from flaxnets.export.tflite import Preprocessing, export_tflite, xnnpack_partitions
     from flaxnets.models import get_spec
     from weights.weights_helpers import build
 
@@ -109,6 +111,8 @@ def main(argv=None) -> int:
         for kind in runners:
             row[f"{kind}_mb"] = round(paths[kind].stat().st_size / 1e6, 2)
             row[f"{kind}_ms"] = round(statistics.median(times[kind]), 2)
+        for kind in ("litert_float32", "litert_int8"):
+            row[f"{kind}_partitions"] = xnnpack_partitions(paths[kind])[0]
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -116,13 +120,13 @@ def main(argv=None) -> int:
     print(f"\n{datetime.date.today()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {load:.1f}, nice {os.nice(0)}, "
           f"{args.rounds} rounds x {args.runs} runs, one thread per runtime")
-    print("| model | LiteRT float32 MB | LiteRT int8 MB | ONNX MB | LiteRT float32 ms | LiteRT int8 ms | "
-          "ONNX Runtime float32 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | LiteRT float32 MB | LiteRT int8 MB | ONNX MB | XNNPACK partitions float32 / int8 | "
+          "LiteRT float32 ms | LiteRT int8 ms | ONNX Runtime float32 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['model']} ({row['resolution']}) | {row['litert_float32_mb']} | {row['litert_int8_mb']} | "
-              f"{row['onnx_float32_mb']} | {row['litert_float32_ms']} | {row['litert_int8_ms']} | "
-              f"{row['onnx_float32_ms']} |")
+              f"{row['onnx_float32_mb']} | {row['litert_float32_partitions']} / {row['litert_int8_partitions']} | "
+              f"{row['litert_float32_ms']} | {row['litert_int8_ms']} | {row['onnx_float32_ms']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -13,7 +13,11 @@ The route (all optional dependencies, `pip install 'flaxnets[litert]'`):
 3. int8: `litert-quantizer`'s static recipe `static_wi8_ai8` (int8 weights per channel, int8
    activations per tensor, min/max calibrated on images run through the float model). Its result
    takes an int8 input and returns int8 logits (scale and zero point in the tensors'
-   quantization parameters), with no QUANTIZE/DEQUANTIZE at the boundaries.
+   quantization parameters), with no QUANTIZE/DEQUANTIZE at the boundaries. The int8 model is
+   traced with hard-swish split (`flaxnets.models.layers.hard_swish_split`) so that the converter
+   leaves no HARD_SWISH op, which XNNPACK runs only in float: every int8 op runs in one XNNPACK
+   partition (`xnnpack_partitions`), but for the uint8 pixels' QUANTIZE of `include_preprocessing`,
+   which XNNPACK does not take (it runs before the partition).
 
 Input and output:
 
@@ -37,6 +41,7 @@ preprocess images as the exported weights expect.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -240,8 +245,12 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> path
     `calibration`: None for float32; else uint8 images [N, R, R, 3] (eval-transformed, see
     `calibration_images`) for full-integer int8 quantization.
     """
+    from flaxnets.models.layers import hard_swish_split
+
     require_litert()
-    float_model = _convert(_stablehlo(model, prep.resolution, prep if prep.included else None))
+    # int8: hard-swish in the form XNNPACK's int8 kernels take, so the graph is one partition.
+    with hard_swish_split() if calibration is not None else contextlib.nullcontext():
+        float_model = _convert(_stablehlo(model, prep.resolution, prep if prep.included else None))
     flatbuffer = float_model
     if calibration is not None:
         images = np.asarray(calibration, np.uint8)
@@ -325,6 +334,33 @@ def operator_names(path) -> list[str]:
             else:
                 out.append(names[builtin])
     return out
+
+
+def xnnpack_partitions(path) -> tuple[int, bool]:
+    """(the number of XNNPACK delegate partitions, whether one partition runs the whole graph)
+    of a .tflite file in the LiteRT interpreter (its default XNNPACK delegate, one thread).
+
+    The interpreter appends one DELEGATE node per partition after the model's operators (read
+    with its experimental `_get_ops_details`, hence the pinned ai-edge-litert and the tests). The
+    whole graph runs in XNNPACK when there is exactly one partition, taking the model's inputs
+    (besides constants) and giving its outputs: an operator left outside would feed it or be
+    fed by it."""
+    require_litert(export=False)
+    from ai_edge_litert.interpreter import Interpreter
+
+    root = _model_root(pathlib.Path(path).read_bytes())
+    graph = root.Subgraphs(0)
+    buffers = [root.Buffers(graph.Tensors(i).Buffer()) for i in range(graph.TensorsLength())]
+    # Constant data lies in the buffer, or after the flatbuffer (Offset) in models over 2 GB.
+    constants = {i for i, buffer in enumerate(buffers) if buffer.DataLength() > 0 or buffer.Offset() > 1}
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    nodes = interpreter._get_ops_details()[graph.OperatorsLength():]
+    delegates = [node for node in nodes if node["op_name"] == "DELEGATE"]
+    whole = (len(delegates) == 1
+             and {int(i) for i in delegates[0]["inputs"]} - constants == set(graph.InputsAsNumpy().tolist())
+             and [int(i) for i in delegates[0]["outputs"]] == graph.OutputsAsNumpy().tolist())
+    return len(delegates), whole
 
 
 class LiteRTModel:

@@ -28,9 +28,30 @@ def hard_sigmoid(x):
     return jax.nn.relu6(x + 3.0) * (1.0 / 6.0)
 
 
+# How `hard_swish` is traced. The default x * (relu6(x + 3) / 6) is what the LiteRT converter
+# fuses into one HARD_SWISH op, which XNNPACK runs in float32 but not in int8 (an int8 graph then
+# falls into one delegate partition per hard-swish, with LiteRT's own kernels between them). The
+# split form (x / 6) * relu6(x + 3), the same function, escapes that fusion and becomes MUL, ADD
+# with a fused RELU6, MUL: int8 ops XNNPACK takes. The int8 LiteRT export traces in that form.
+_HARD_SWISH_SPLIT = contextvars.ContextVar("flaxnets_hard_swish_split", default=False)
+
+
 def hard_swish(x):
-    """x * hard_sigmoid(x)."""
+    """x * hard_sigmoid(x); traced as (x / 6) * relu6(x + 3) within `hard_swish_split()`."""
+    if _HARD_SWISH_SPLIT.get():
+        return (x * (1.0 / 6.0)) * jax.nn.relu6(x + 3.0)
     return x * hard_sigmoid(x)
+
+
+@contextlib.contextmanager
+def hard_swish_split():
+    """Trace hard-swish in this scope as (x / 6) * relu6(x + 3) (see above); read when a model is
+    traced, as `conv_implementation` is."""
+    token = _HARD_SWISH_SPLIT.set(True)
+    try:
+        yield
+    finally:
+        _HARD_SWISH_SPLIT.reset(token)
 
 
 ACTIVATIONS: dict[str, Callable] = {
