@@ -119,9 +119,13 @@ def check_source(args) -> None:
             raise UsageError("--checkpoint and --ema/--no-ema choose weights in a --workdir; they need --workdir DIR")
 
 
-def load_source(args, stream=None) -> Loaded:
+def load_source(args, stream=None, *, dtype: str | None = None) -> Loaded:
     """The network and its eval preprocessing from --model/--weights or --workdir (the run's
-    config.json; EMA weights when the run kept them unless --no-ema, said on `stream`)."""
+    config.json; EMA weights when the run kept them unless --no-ema, said on `stream`).
+
+    `dtype`: the compute dtype of a --workdir network (None: the run's); a run trained in
+    another precision is rebuilt in `dtype` around its float32 weights, said on `stream`.
+    Imported weights are always float32."""
     from flaxnets.weights import imagenet_class_names
 
     stream = sys.stderr if stream is None else stream
@@ -131,12 +135,15 @@ def load_source(args, stream=None) -> Loaded:
 
         run = restore_run(args.workdir, args.checkpoint or "latest")
         ema = run.has_ema if args.ema is None else args.ema
-        model = run.model(ema=ema)
+        model = run.model(ema=ema, dtype=dtype)
         if ema:
             which = "EMA weights (--no-ema for the raw weights)"
         else:
             which = "raw weights" + ("" if run.has_ema else " (the run kept no EMA)")
         print(f"{run.workdir}: {run.config.model.name}, checkpoint step {run.step}, {which}", file=stream)
+        if dtype is not None and dtype != run.config.model.dtype:
+            print(f"{run.workdir}: trained with {run.config.model.dtype} compute; its weights are float32, "
+                  f"so the network is rebuilt to compute in {dtype}", file=stream)
         prep = run.preprocessing()
         num_classes = run.config.model.num_classes
         names = imagenet_class_names() if num_classes == 1000 else run.class_names

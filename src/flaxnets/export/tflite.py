@@ -37,10 +37,14 @@ preprocess images as the exported weights expect.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
+import os
 import pathlib
+import sys
+import tempfile
 
 import numpy as np
 
@@ -53,6 +57,33 @@ METADATA = "flaxnets"
 #: Calibration images used by default for int8 export.
 CALIBRATION_IMAGES = 300
 _EXTRA = "pip install 'flaxnets[litert]'"
+#: What the libraries print on stderr, unasked, on every run: the interpreter when it applies
+#: its default XNNPACK delegate, the converter when its absl logging and oneDNN start, and the
+#: quantizer's progress bars (which, captured, would arrive only when done).
+_NATIVE_CHATTER = ("Created TensorFlow Lite XNNPACK delegate", "absl::InitializeLog()",
+                   "oneDNN custom operations are on", "Running Calibration::",
+                   "Generating Quantization Parameters::", "Applying Transformations to tensors::")
+
+
+@contextlib.contextmanager
+def _without_native_chatter():
+    """Run the block with the C++ libraries' stderr (file descriptor 2, which Python's logging
+    settings do not reach) captured, then pass on every line but the `_NATIVE_CHATTER` ones."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not any(text in line for text in _NATIVE_CHATTER))
+            if kept.strip():
+                sys.stderr.write(kept)
+                sys.stderr.flush()
 
 
 def require_litert(*, export: bool = True) -> None:
@@ -241,13 +272,16 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> path
     `calibration_images`) for full-integer int8 quantization.
     """
     require_litert()
-    float_model = _convert(_stablehlo(model, prep.resolution, prep if prep.included else None))
+    serialized = _stablehlo(model, prep.resolution, prep if prep.included else None)
+    with _without_native_chatter():
+        float_model = _convert(serialized)
     flatbuffer = float_model
     if calibration is not None:
         images = np.asarray(calibration, np.uint8)
         if not prep.included:
             images = (images.astype(np.float32) - np.float32(prep.mean)) / np.float32(prep.std)
-        flatbuffer = _quantize(float_model, images)
+        with _without_native_chatter():
+            flatbuffer = _quantize(float_model, images)
     flatbuffer = _finish(flatbuffer, prep, float_model=float_model if calibration is not None else None)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -356,7 +390,8 @@ class LiteRTModel:
         """Invoke on a batch of model inputs (already of the input tensor's dtype); raw output."""
         if x.shape[0] != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], list(x.shape))
-            self.interpreter.allocate_tensors()
+            with _without_native_chatter():  # the first allocation applies the XNNPACK delegate
+                self.interpreter.allocate_tensors()
             self._batch = x.shape[0]
         self.interpreter.set_tensor(self._input["index"], x)
         self.interpreter.invoke()
