@@ -102,6 +102,9 @@ class Loaded:
     class_names: list[str] | None
     #: The reference pipeline (a `data.crop` flavour) whose centre crop and resize evaluate it.
     crop: str = "tf_vision"
+    #: The training data's class names (class folders, ImageNet synsets) in label order, by
+    #: which a folder of class folders is matched to the model; None when unknown.
+    data_class_names: list[str] | None = None
 
 
 def check_source(args) -> None:
@@ -127,6 +130,7 @@ def load_source(args, stream=None, *, dtype: str | None = None) -> Loaded:
     another precision is rebuilt in `dtype` around its float32 weights, said on `stream`.
     Imported weights are always float32."""
     from flaxnets.weights import imagenet_class_names
+    from flaxnets.weights.common import imagenet_synsets
 
     stream = sys.stderr if stream is None else stream
     check_source(args)
@@ -148,13 +152,13 @@ def load_source(args, stream=None, *, dtype: str | None = None) -> Loaded:
         num_classes = run.config.model.num_classes
         names = imagenet_class_names() if num_classes == 1000 else run.class_names
         return Loaded(model, prep["image_size"], prep["crop_fraction"], prep["interpolation"],
-                      tuple(prep["mean"]), tuple(prep["std"]), names, prep["crop"])
+                      tuple(prep["mean"]), tuple(prep["std"]), names, prep["crop"], run.class_names)
     from flaxnets.models import get_spec
 
     spec = get_spec(args.model)
     model, mean, std = load_pretrained(args.model, args.weights)
     return Loaded(model, spec.resolution, spec.crop_fraction, spec.interpolation, tuple(mean or spec.mean),
-                  tuple(std or spec.std), imagenet_class_names(), spec.eval_crop)
+                  tuple(std or spec.std), imagenet_class_names(), spec.eval_crop, imagenet_synsets())
 
 
 def run(args) -> int:

@@ -289,33 +289,68 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> path
     return path
 
 
-def calibration_images(folder, count: int, *, resolution: int, crop_fraction: float,
-                       interpolation: str, crop: str = "tf_vision", seed: int = 0) -> np.ndarray:
-    """`count` images of `folder` (image files at any depth, e.g. class folders; a seeded random
-    choice when there are more) through the eval transform: uint8 [n, R, R, 3]."""
-    from flaxnets.data.decode import DecodeError
-    from flaxnets.data.sources import IMAGE_EXTENSIONS
+@dataclasses.dataclass
+class Calibration:
+    """Calibration images read from a folder, and what was found there."""
+
+    #: uint8 [n, R, R, 3], through the eval transform.
+    images: np.ndarray
+    #: Image files found in the folder (at any depth).
+    found: int
+    #: Files tried that could not be decoded (each reported once, and replaced by another file).
+    skipped: int
+    #: The class folders the files were in ([] for a flat folder of images).
+    class_folders: list[str]
+
+
+def read_calibration(folder, count: int, *, resolution: int, crop_fraction: float, interpolation: str,
+                     crop: str = "tf_vision", seed: int = 0, class_names: list[str] | None = None) -> Calibration:
+    """Up to `count` decodable images of `folder` (image files at any depth, e.g. class folders;
+    a seeded random choice when there are more) through the eval transform.
+
+    An undecodable file is reported once (`flaxnets.data.decode.report_bad_file`) and another
+    file taken in its place. `class_names` (the model's, when known): the folder's class folders
+    must be among them, so that a folder of another data set fails with its name."""
+    from flaxnets.data.decode import DecodeError, report_bad_file
+    from flaxnets.data.sources import IMAGE_EXTENSIONS, is_image_name
     from flaxnets.data.transforms import eval_transform
 
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise UsageError(f"--calibration {folder}: not a folder (expected a folder of images or of class folders)")
-    files = sorted(p for p in folder.rglob("*")
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if is_image_name(p.name) and p.is_file())
     if not files:
         raise UsageError(f"--calibration {folder}: no image files found "
                          f"(expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    if len(files) > count:
-        files = [files[i] for i in sorted(np.random.default_rng(seed).choice(len(files), count, replace=False))]
-    images = []
-    for file in files:
+    class_folders = sorted({p.relative_to(folder).parts[0] for p in files if p.parent != folder})
+    if class_names is not None:
+        unknown = [name for name in class_folders if name not in class_names]
+        if unknown:
+            known = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+            raise FlaxnetsError(f"--calibration {folder}: folder {unknown[0]!r} is not among the model's "
+                                f"{len(class_names)} classes ({known}); expected a folder of images or of "
+                                "the model's class folders")
+    images, skipped = [], 0
+    for i in np.random.default_rng(seed).permutation(len(files)) if len(files) > count else range(len(files)):
+        if len(images) == count:
+            break
         try:
-            images.append(eval_transform(file.read_bytes(), image_size_px=resolution,
-                                         crop_fraction=crop_fraction, interpolation=interpolation,
-                                         crop=crop))
+            data = files[i].read_bytes()
+            images.append(eval_transform(data, image_size_px=resolution, crop_fraction=crop_fraction,
+                                         interpolation=interpolation, crop=crop))
         except (DecodeError, OSError) as e:
-            raise FlaxnetsError(f"calibration image {file}: cannot read it ({e.__class__.__name__})") from e
-    return np.stack(images)
+            report_bad_file(str(files[i]), str(e) or type(e).__name__)
+            skipped += 1
+    if not images:
+        raise FlaxnetsError(f"--calibration {folder}: none of its {len(files)} image files could be decoded")
+    return Calibration(np.stack(images), len(files), skipped, class_folders)
+
+
+def calibration_images(folder, count: int, *, resolution: int, crop_fraction: float,
+                       interpolation: str, crop: str = "tf_vision", seed: int = 0) -> np.ndarray:
+    """The images of `read_calibration`: uint8 [n, R, R, 3]."""
+    return read_calibration(folder, count, resolution=resolution, crop_fraction=crop_fraction,
+                            interpolation=interpolation, crop=crop, seed=seed).images
 
 
 def _model_root(flatbuffer: bytes):
