@@ -19,12 +19,25 @@ def _encoded(image, fmt, mode="RGB"):
     return buffer.getvalue()
 
 
-def write_odd_files(folder, size=(40, 48), seed=0):
-    """Write the four files into `folder` (created); returns {name: path}."""
+def _image(size, seed):
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size[0], 0:size[1]]
-    image = np.stack([127 + 120 * np.sin(x / (4 + 6 * rng.random())) * np.cos(y / (4 + 6 * rng.random()))
-                      for _ in range(3)], -1).clip(0, 255).astype(np.uint8)
+    return np.stack([127 + 120 * np.sin(x / (4 + 6 * rng.random())) * np.cos(y / (4 + 6 * rng.random()))
+                     for _ in range(3)], -1).clip(0, 255).astype(np.uint8)
+
+
+def write_good_images(folder, count, size=(40, 48), seed=0):
+    """`count` ordinary JPEGs good000.jpg ... in `folder` (created); returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"good{i:03d}.jpg" for i in range(count)]
+    for i, path in enumerate(paths):
+        path.write_bytes(_encoded(_image(size, seed * 1000 + i), "JPEG"))
+    return paths
+
+
+def write_odd_files(folder, size=(40, 48), seed=0):
+    """Write the four files into `folder` (created); returns {name: path}."""
+    image = _image(size, seed)
     jpeg = _encoded(image, "JPEG")
     contents = {"zero.jpg": b"", "truncated.jpg": jpeg[:len(jpeg) // 2],
                 "png_named.jpg": _encoded(image, "PNG"), "cmyk.jpg": _encoded(image, "JPEG", "CMYK")}
