@@ -42,25 +42,25 @@ def add_arguments(parser):
     parser.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
     parser.add_argument("--resolution", type=int, help="input size (default: the model's or the run's)")
     parser.add_argument("--crop-fraction", type=float, help="eval centre-crop fraction (default: the model's or the run's)")
-    parser.add_argument("--mean", nargs="+", metavar="R,G,B",
-                        help="per-channel mean, 0-255 scale, as --set data.mean takes it (123.7,116.3,103.5) "
-                             "or as three words (default: the weights', run's or model's)")
-    parser.add_argument("--std", nargs="+", metavar="R,G,B", help="per-channel std, 0-255 scale, as --mean")
+    parser.add_argument("--mean", metavar="R,G,B",
+                        help="per-channel mean, 0-255 scale, comma-separated as --set data.mean takes it, "
+                             "e.g. 123.7,116.3,103.5 (default: the weights', run's or model's)")
+    parser.add_argument("--std", metavar="R,G,B", help="per-channel std, 0-255 scale, as --mean")
 
 
-def parse_channels(flag: str, words: list[str] | None) -> tuple[float, float, float] | None:
-    """Three numbers from `--mean 1,2,3` (the `--set data.mean=1,2,3` form) or `--mean 1 2 3`;
-    a UsageError naming the value otherwise."""
-    if words is None:
+def parse_channels(flag: str, text: str | None) -> tuple[float, float, float] | None:
+    """Three numbers from `--mean 1,2,3`, the form `--set data.mean=1,2,3` takes (one word, so
+    that argparse cannot take the image paths after it for channels); a UsageError naming the
+    value otherwise."""
+    if text is None:
         return None
-    given = " ".join(words)
-    items = [item for word in words for item in word.strip("()[]").split(",") if item.strip()]
+    items = text.strip().strip("()[]").split(",")
     try:
         values = tuple(float(item) for item in items)
     except ValueError:
         values = ()
     if len(values) != 3:
-        raise UsageError(f"{flag} {given}: expected three numbers, e.g. {flag} 123.7,116.3,103.5")
+        raise UsageError(f"{flag} {text}: expected three comma-separated numbers, e.g. {flag} 123.7,116.3,103.5")
     return values
 
 
@@ -206,7 +206,7 @@ def run(args) -> int:
         raise UsageError(f"--crop-fraction {args.crop_fraction}: expected a value in (0, 1]")
     mean, std = parse_channels("--mean", args.mean), parse_channels("--std", args.std)
     if std is not None and min(std) <= 0:
-        raise UsageError(f"--std {' '.join(args.std)}: expected three positive numbers")
+        raise UsageError(f"--std {args.std}: expected three positive numbers")
     if not args.tflite:
         check_source(args)
     check_images(args.images)
