@@ -55,6 +55,7 @@ def _evaluate_weights(args) -> dict:
 
 def run(args) -> int:
     from flaxnets.commands.train import check_data_dir
+    from flaxnets.data.decode import skipped_note
 
     if bool(args.workdir) == bool(args.model or args.weights):
         raise UsageError("give either --workdir DIR, or --model NAME with --weights FILE")
@@ -81,6 +82,6 @@ def run(args) -> int:
         if "step" in result:
             line += f"  [checkpoint step {result['step']}]"
         if result.get("eval_skipped"):
-            line += f"  ({result['eval_skipped']} unreadable images skipped)"
+            line += f"  ({skipped_note(result['eval_skipped'])}, named above)"
         print(line)
     return 0
