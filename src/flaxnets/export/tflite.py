@@ -43,6 +43,7 @@ import importlib
 import json
 import os
 import pathlib
+import re
 import sys
 import tempfile
 
@@ -198,13 +199,18 @@ def _fit_biases(model, float_model) -> None:
     weight scale, and with it the bias scale, is tiny and the bias does not fit in int32. For those
     channels the weight scale becomes |bias| / (input_scale * 2^30), the weights are
     requantised (to about 0, which they were) and the bias is stored exactly. `model` and
-    `float_model` are `ModelT`s with the same tensors (the quantizer keeps their indices)."""
+    `float_model` are `ModelT`s; a tensor of `model` is found in `float_model` by name. The
+    quantizer keeps the float model's tensors and names, and gives each user of a shared constant
+    (EfficientNet's convolutions share their zero bias) its own copy, named
+    `<name>_duplicated_<n>` and appended after them."""
     from ai_edge_litert import schema_py_generated as schema
 
     graph, float_graph = model.subgraphs[0], float_model.subgraphs[0]
+    by_name = {tensor.name: tensor for tensor in float_graph.tensors}
 
     def float_data(index):
-        tensor = float_graph.tensors[index]
+        name = graph.tensors[index].name
+        tensor = by_name.get(name) or by_name[re.sub(rb"_duplicated_\d+$", b"", name)]
         return np.frombuffer(bytes(float_model.buffers[tensor.buffer].data), np.float32).reshape(tensor.shape)
 
     for op in graph.operators:
