@@ -236,8 +236,17 @@ def test_weights_source_flags_are_checked_before_loading(command, flags, message
     assert not (tmp_path / "m.onnx").exists()
 
 
+def _an_image(folder):
+    """A real image file: predict checks its paths before it reads the work directory."""
+    from PIL import Image
+
+    path = folder / "image.png"
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(path)
+    return str(path)
+
+
 def test_workdir_without_a_run_is_one_line(tmp_path, capsys):
-    assert main(["predict", "--workdir", str(tmp_path), "image.png"]) == 1
+    assert main(["predict", "--workdir", str(tmp_path), _an_image(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no config.json" in err
 
@@ -257,8 +266,9 @@ def test_a_checkpoint_of_another_layout_is_one_line_and_left_in_place(finetuned,
                            if k in ("name", "weight_decay", "weight_decay_exclude", "l2", "l2_exclude", "grad_clip_norm")}
     config["optimizer"]["weight_decay"] = 0.0
     (workdir / "config.json").write_text(json.dumps(config))
+    image = _an_image(tmp_path)  # beside the work directory, not in it
     before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
-    assert main(["predict", "--workdir", str(workdir), "image.png"]) == 1
+    assert main(["predict", "--workdir", str(workdir), image]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not match the train state" in err[0], err
     assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
