@@ -55,7 +55,70 @@ def test_predict_text_and_bad_image(weights_file, images, tmp_path, capsys):
     bad = tmp_path / "not_an_image.jpg"
     bad.write_text("text")
     assert main(argv + [str(bad)]) == 1
-    assert "cannot read image" in capsys.readouterr().err
+    assert "cannot decode image" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_skips_undecodable_images_and_classifies_the_rest(weights_file, images, tmp_path, capsys):
+    from bad_files import DECODABLE, UNDECODABLE, reported, write_odd_files
+
+    odd = write_odd_files(tmp_path / "odd")
+    paths = [str(odd["zero.jpg"]), images[0], str(odd["truncated.jpg"]), str(odd["png_named.jpg"]),
+             str(odd["cmyk.jpg"]), images[1]]
+    argv = ["predict", "--model", "mobilenet_v3_small", "--weights", str(weights_file), "--resolution", "64",
+            "--top-k", "2", *paths]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    good = [p for p in paths if p not in {str(odd[n]) for n in UNDECODABLE}]
+    assert len(good) == 2 + len(DECODABLE)
+    lines = captured.out.splitlines()
+    assert lines[::3] == good and len(lines) == 3 * len(good)  # each path, then its 2 classes
+    assert reported(captured.err) == [str(odd[n]) for n in ("zero.jpg", "truncated.jpg")]
+    assert "2 of 6 images skipped as undecodable (above); the other 4 classified" in captured.err
+    assert main([*argv, "--json"]) == 0
+    assert [r["path"] for r in json.loads(capsys.readouterr().out)] == good
+
+
+def test_predict_checks_paths_before_loading_the_model(images, tmp_path, capsys, monkeypatch):
+    from flaxnets.commands import predict
+
+    monkeypatch.setattr(predict, "load_source", lambda *a, **k: pytest.fail("the model was loaded"))
+    source = ["--model", "mobilenet_v3_small", "--weights", str(tmp_path / "w.safetensors")]
+    missing = str(tmp_path / "typo.jpg")
+    assert main(["predict", *source, images[0], missing]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"image {missing} does not exist; expected an image file" in err
+    assert main(["predict", *source, str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_mean_and_std_take_commas_as_set_does(images, tmp_path, capsys, monkeypatch):
+    from flaxnets.commands.predict import parse_channels
+    from flaxnets.config import apply_overrides
+    from flaxnets.errors import UsageError
+    from flaxnets.recipes import load_recipe
+
+    given = "123.675,116.28,103.53"
+    assert parse_channels("--mean", given) == apply_overrides(load_recipe("digits_demo"),
+                                                              [f"data.mean={given}"]).data.mean
+    assert parse_channels("--std", "(58.4, 57.1, 57.4)") == (58.4, 57.1, 57.4)
+    assert parse_channels("--mean", None) is None
+    for text in ("1,2", "1,2,3,4", "a,b,c", "1"):
+        with pytest.raises(UsageError, match="expected three comma-separated numbers"):
+            parse_channels("--mean", text)
+    # On the command line the check comes before anything is loaded; the old three-word form
+    # (`--mean 1 2 3 IMAGE`) fails on its first word with the comma form named.
+    monkeypatch.setattr("flaxnets.commands.predict.load_source", lambda *a, **k: pytest.fail("loaded"))
+    source = ["predict", "--model", "mobilenet_v3_small", "--weights", str(tmp_path / "w.safetensors")]
+    assert main([*source, "--mean", "1", "2", "3", images[0]]) == 2
+    assert "--mean 1: expected three comma-separated numbers, e.g. --mean 123.7,116.3,103.5" in capsys.readouterr().err
+
+
+def test_predict_help_names_top_k_not_top_5(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = capsys.readouterr().out
+    assert "--top-k" in text and "top-5" not in text and "top5 holding the --top-k classes" in " ".join(text.split())
 
 
 @pytest.mark.slow

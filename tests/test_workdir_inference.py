@@ -176,6 +176,50 @@ def test_eval_workdir_reproduces_the_runs_own_evaluation(finetuned, digits):
         assert result[key] == pytest.approx(final[key], abs=1e-9), key
 
 
+def _subset_folder(digits, root, classes):
+    """root/val/<c> for each class c: copies of digits' validation images; returns (paths, labels)."""
+    import shutil
+
+    for c in classes:
+        shutil.copytree(digits / "val" / c, root / "val" / c)
+    paths = sorted((root / "val").rglob("*.png"))
+    return paths, np.asarray([int(p.parent.name) for p in paths])
+
+
+@pytest.mark.slow
+def test_eval_on_a_subset_of_the_classes_scores_as_on_the_same_images_in_the_full_folder(finetuned, digits, tmp_path):
+    """val/ holding only 3/ and 7/: folder order would label them 0 and 1; the run's class names
+    file labels them 3 and 7, so each image is scored as in the full folder (against logits
+    computed without flaxnets' restore or loader)."""
+    from PIL import Image
+
+    from flaxnets.train.evaluate import evaluate_workdir
+
+    paths, labels = _subset_folder(digits, tmp_path / "subset", ["3", "7"])
+    result = evaluate_workdir(finetuned["workdir"], tmp_path / "subset", batch_size=80)
+    assert result["eval_count"] == len(paths) > 60
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    folder_order = (labels == 7).astype(int)  # what labelling by folder position would say
+    for ema, prefix in ((False, "eval_"), (True, "eval_ema_")):
+        logits = _reference_logits(finetuned["workdir"], pixels, ema=ema)
+        top5 = np.argsort(-logits, axis=-1)[:, :5]
+        assert result[prefix + "top1"] == pytest.approx(np.mean(logits.argmax(-1) == labels), abs=1e-9)
+        assert result[prefix + "top5"] == pytest.approx(np.mean((top5 == labels[:, None]).any(-1)), abs=1e-9)
+        # The premise: the two labellings score differently on these weights.
+        assert np.mean((top5 == labels[:, None]).any(-1)) != np.mean((top5 == folder_order[:, None]).any(-1))
+
+
+def test_eval_of_a_class_the_run_does_not_know_is_one_line(finetuned, digits, tmp_path, capsys, monkeypatch):
+    from flaxnets.train import evaluate
+
+    _subset_folder(digits, tmp_path / "other", ["3"])
+    (tmp_path / "other" / "val" / "3").rename(tmp_path / "other" / "val" / "cat")
+    monkeypatch.setattr(evaluate, "restore_run", lambda *a, **k: pytest.fail("the checkpoint was read"))
+    assert main(["eval", "--workdir", str(finetuned["workdir"]), "--data", str(tmp_path / "other")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "class 'cat' is not among the 10 classes of the run" in err, err
+
+
 @pytest.mark.parametrize("command", ["predict", "export"])
 @pytest.mark.parametrize("flags, message", [
     (["--workdir", "run", "--model", "mobilenet_v3_small", "--weights", "w.pth"], "not both"),
@@ -192,8 +236,17 @@ def test_weights_source_flags_are_checked_before_loading(command, flags, message
     assert not (tmp_path / "m.onnx").exists()
 
 
+def _an_image(folder):
+    """A real image file: predict checks its paths before it reads the work directory."""
+    from PIL import Image
+
+    path = folder / "image.png"
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(path)
+    return str(path)
+
+
 def test_workdir_without_a_run_is_one_line(tmp_path, capsys):
-    assert main(["predict", "--workdir", str(tmp_path), "image.png"]) == 1
+    assert main(["predict", "--workdir", str(tmp_path), _an_image(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no config.json" in err
 
@@ -213,8 +266,9 @@ def test_a_checkpoint_of_another_layout_is_one_line_and_left_in_place(finetuned,
                            if k in ("name", "weight_decay", "weight_decay_exclude", "l2", "l2_exclude", "grad_clip_norm")}
     config["optimizer"]["weight_decay"] = 0.0
     (workdir / "config.json").write_text(json.dumps(config))
+    image = _an_image(tmp_path)  # beside the work directory, not in it
     before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
-    assert main(["predict", "--workdir", str(workdir), "image.png"]) == 1
+    assert main(["predict", "--workdir", str(workdir), image]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not match the train state" in err[0], err
     assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before

@@ -39,3 +39,16 @@ def test_benchmark_data_times_the_hosts_share_of_device_augmentation(tmp_path, c
                      "--image-size", "24", "--augment", "randaugment", "--augment-on", on, "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["augment_on"] == on and result["images_per_second"] > 0
+
+
+def test_benchmark_data_skips_undecodable_files_once_each(tmp_path, capsys):
+    from bad_files import UNDECODABLE, reported, write_odd_files
+
+    write_class_folders(tmp_path / "train", [3, 3], size=(40, 50))
+    odd = write_odd_files(tmp_path / "train" / "c0")
+    # 2 batches of 6 cycle through all 10 files at least once: every bad file is met.
+    assert main(["benchmark", "data", str(tmp_path), "--batches", "2", "--batch-size", "6",
+                 "--image-size", "24"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(reported(captured.err)) == sorted(str(odd[name]) for name in UNDECODABLE)
+    assert "images/s" in captured.out and "2 undecodable images skipped" in captured.out

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from _data_fixtures import encode, smooth_image, write_class_folders
+from bad_files import UNDECODABLE, reported, write_odd_files
 
 from flaxnets.data import eval_loader, train_loader
 from flaxnets.data.decode import DecodeError, decode_crop, decode_image, image_size
@@ -58,41 +59,43 @@ def test_dct_scaled_crop_decode_is_close_to_the_full_decode():
 
 
 def _bad_dataset(root):
+    """Two class folders of good JPEGs, with a zero-byte, a truncated, a PNG-named and a CMYK
+    .jpg among them; returns the undecodable paths."""
     write_class_folders(root, [6, 6])
-    (root / "c0" / "empty.JPEG").write_bytes(b"")
-    good = (root / "c1" / "img000.JPEG").read_bytes()
-    (root / "c1" / "truncated.JPEG").write_bytes(good[: len(good) // 2])
-    (root / "c1" / "cmyk.JPEG").write_bytes(encode(IMAGE, "JPEG", mode="CMYK"))
-    return {str(root / "c0" / "empty.JPEG"), str(root / "c1" / "truncated.JPEG")}
+    odd = {**write_odd_files(root / "c0"), **{f"c1/{k}": v for k, v in write_odd_files(root / "c1", seed=1).items()}}
+    return {str(path) for name, path in odd.items() if name.split("/")[-1] in UNDECODABLE}
 
 
-def _bad_file_warnings(records):
-    return [str(w.message) for w in records if "undecodable image" in str(w.message)]
+def _assert_reported_once_each(capsys, records, bad):
+    """Each bad path named on exactly one stderr line, and no Python warning beside it (the
+    policy of `flaxnets.data.decode.report_bad_file`)."""
+    named = reported(capsys.readouterr().err)
+    assert sorted(named) == sorted(bad)
+    assert not [w for w in records if "undecodable" in str(w.message)]
 
 
-def test_training_substitutes_bad_files_and_warns_once_per_path(tmp_path):
+def test_training_substitutes_bad_files_and_reports_each_once(tmp_path, capsys):
     bad = _bad_dataset(tmp_path / "train")
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         loader = train_loader(tmp_path, image_size=16, global_batch_size=5, seed=0)
         batches = [next(loader) for _ in range(3 * loader.steps_per_epoch)]  # three epochs
+    assert loader.num_examples == 20
     assert all(b["image"].shape == (5, 16, 16, 3) for b in batches)
-    messages = _bad_file_warnings(records)
-    assert len(messages) == 2
-    assert {m.split("image ")[1].split(":")[0] for m in messages} == bad
+    _assert_reported_once_each(capsys, records, bad)
 
 
-def test_evaluation_counts_and_reports_bad_files(tmp_path):
+def test_evaluation_counts_and_reports_bad_files(tmp_path, capsys):
     bad = _bad_dataset(tmp_path / "val")
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         loader = eval_loader(tmp_path, image_size=16, crop_fraction=0.875,
                              interpolation="bicubic", global_batch_size=4)
         masks = [b["mask"] for b in loader]
-        list(loader)  # a second pass warns no more
-    assert loader.num_examples == 15
-    assert sum(int(m.sum()) for m in masks) == 13
+        list(loader)  # a second pass reports no more
+    assert loader.num_examples == 20
+    assert sum(int(m.sum()) for m in masks) == 16  # the PNG-named and CMYK files are evaluated
     coverage = loader.coverage()
-    assert coverage["num_evaluated"] == 13 and coverage["num_skipped"] == 2
+    assert coverage["num_evaluated"] == 16 and coverage["num_skipped"] == 4
     assert set(coverage["skipped"]) == bad
-    assert len(_bad_file_warnings(records)) == 2
+    _assert_reported_once_each(capsys, records, bad)

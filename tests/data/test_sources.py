@@ -29,6 +29,27 @@ def test_class_folders_index_by_sorted_folder_name(tmp_path):
     assert decode_image(source[0][0]).shape == (8, 8, 3)
 
 
+def test_classes_matched_to_another_class_list_by_name(tmp_path):
+    """A split labelled by a run's class list: another order, a subset, or an unknown class."""
+    from flaxnets.data.sources import match_classes
+
+    write_class_folders(tmp_path, [2, 1, 1])  # c0, c1, c2
+    source = open_source(tmp_path, "train")
+    labels = [source[i][1] for i in range(len(source))]
+    assert labels == [0, 0, 1, 2]
+    # The run's order differs from the folders' (e.g. a records manifest's class map).
+    matched = match_classes(source, ["c2", "c0", "c1"], where="data")
+    assert [matched[i][1] for i in range(len(matched))] == [1, 1, 2, 0]
+    assert matched.class_names == ["c2", "c0", "c1"] and matched.num_classes == 3
+    assert matched.name(3) == source.name(3) and matched[0][0] == source[0][0]
+    # The folder holds a subset of the run's classes.
+    subset = match_classes(source, ["c0", "x", "c1", "y", "c2"], where="data")
+    assert [subset[i][1] for i in range(len(subset))] == [0, 0, 2, 4]
+    assert match_classes(source, None, where="data") is source
+    with pytest.raises(FlaxnetsError, match=r"^data: class 'c1', 'c2' is not among the 2 classes of the run \(c0, z\)$"):
+        match_classes(source, ["c0", "z"], where="data")
+
+
 def test_split_folder_or_the_folder_itself(tmp_path):
     write_class_folders(tmp_path, [2, 1])
     assert len(open_source(tmp_path, "train")) == 3

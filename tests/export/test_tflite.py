@@ -203,7 +203,7 @@ def test_int8_digits_top1_within_a_point_of_float(digits, digits_run, tmp_path, 
                  "--int8", "--calibration", str(digits / "train"), "--calibration-images", "200",
                  "--include-preprocessing", "--check"]) == 0
     out = capsys.readouterr().out
-    assert "calibrating on 200 images" in out and "top-1 agreement" in out
+    assert "calibrating on 200 of the 1,437 images found in 10 class folders of" in out and "top-1 agreement" in out
 
     val = open_source(digits, "val")
     prep = read_metadata(float_path)
@@ -229,6 +229,28 @@ def test_int8_digits_top1_within_a_point_of_float(digits, digits_run, tmp_path, 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == files[0] and len(lines) == 12
     assert lines[1].split()[-1] in prep.class_names
+
+
+def test_calibration_skips_undecodable_files_and_matches_the_models_classes(tmp_path, capsys):
+    from bad_files import UNDECODABLE, reported, write_good_images, write_odd_files
+
+    from flaxnets.errors import FlaxnetsError
+    from flaxnets.export.tflite import read_calibration
+
+    folder = tmp_path / "calibration"
+    for seed, name in enumerate(("cat", "dog")):
+        write_good_images(folder / name, 3, seed=seed)
+    odd = write_odd_files(folder / "cat")
+    options = dict(resolution=16, crop_fraction=0.875, interpolation="bicubic")
+    # The run knows more classes than the folder holds: a subset is fine.
+    found = read_calibration(folder, 8, class_names=["bird", "cat", "dog"], **options)
+    assert (found.found, found.skipped, found.class_folders) == (10, 2, ["cat", "dog"])
+    assert found.images.shape == (8, 16, 16, 3)  # every decodable file: 6 good, PNG-named, CMYK
+    assert sorted(reported(capsys.readouterr().err)) == sorted(str(odd[n]) for n in UNDECODABLE)
+    # Fewer asked for than decodable: the bad files drawn are replaced by others.
+    assert len(read_calibration(folder, 7, **options).images) == 7
+    with pytest.raises(FlaxnetsError, match="folder 'dog' is not among the model's 2 classes"):
+        read_calibration(folder, 8, class_names=["bird", "cat"], **options)
 
 
 def test_usage_errors(tmp_path, capsys):

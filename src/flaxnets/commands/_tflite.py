@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from flaxnets.errors import FlaxnetsError, UsageError
-from flaxnets.export.tflite import (CALIBRATION_IMAGES, LiteRTModel, Preprocessing, calibration_images,
-                                    export_tflite, relative_difference, require_litert)
+from flaxnets.export.tflite import (CALIBRATION_IMAGES, LiteRTModel, Preprocessing, export_tflite,
+                                    read_calibration, relative_difference, require_litert)
 
 #: Images compared in `--check` of a float export (random pixels) and, at most, of an int8 one
 #: (calibration images).
@@ -47,14 +47,21 @@ def export(args, loaded, resolution: int) -> int:
     """Write the .tflite file for `loaded` (a `predict.Loaded`) and print what it takes."""
     import numpy as np
 
+    from flaxnets.data.decode import skipped_note
+
     prep = Preprocessing(resolution, loaded.crop_fraction, loaded.interpolation, tuple(loaded.mean),
                          tuple(loaded.std), loaded.class_names, args.include_preprocessing, loaded.crop)
     calibration = None
     if args.int8:
-        calibration = calibration_images(args.calibration, args.calibration_images, resolution=resolution,
-                                         crop_fraction=loaded.crop_fraction, interpolation=loaded.interpolation,
-                                         crop=loaded.crop)
-        print(f"calibrating on {len(calibration)} images of {args.calibration}")
+        found = read_calibration(args.calibration, args.calibration_images, resolution=resolution,
+                                 crop_fraction=loaded.crop_fraction, interpolation=loaded.interpolation,
+                                 crop=loaded.crop, class_names=loaded.data_class_names)
+        calibration = found.images
+        where = (f"{len(found.class_folders)} class folder{'s' if len(found.class_folders) != 1 else ''} of "
+                 if found.class_folders else "")
+        skipped = f"; {skipped_note(found.skipped)}" if found.skipped else ""
+        print(f"calibrating on {len(calibration)} of the {found.found:,} images found in {where}"
+              f"{args.calibration}{skipped}")
     path = export_tflite(loaded.model, args.out, prep=prep, calibration=calibration)
     kind = "int8 (full integer)" if args.int8 else "float32"
     if args.include_preprocessing:

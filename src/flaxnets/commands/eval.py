@@ -25,19 +25,27 @@ def _evaluate_weights(args) -> dict:
     import jax
 
     from flaxnets import data as data_lib
+    from flaxnets.data.sources import match_classes, split_folder
     from flaxnets.models import get_spec
     from flaxnets.train import parallel
     from flaxnets.train.evaluate import eval_batch_size, evaluate, model_evaluator
     from flaxnets.weights import create_pretrained
+    from flaxnets.weights.common import imagenet_synsets
 
     spec = get_spec(args.model)
+    source = data_lib.open_source(args.data, args.split)
+    synsets = imagenet_synsets()
+    if set(source.class_names) <= set(synsets):
+        # ImageNet class folders, all or some: labelled by synset, as the weights were trained.
+        source = match_classes(source, synsets, where=str(split_folder(args.data, args.split)),
+                               whose="ImageNet-1k")
     model, info = create_pretrained(args.model, args.weights)
     mesh = parallel.make_mesh()
     loader = data_lib.eval_loader(
-        args.data, image_size=spec.resolution, crop_fraction=spec.crop_fraction,
+        source, image_size=spec.resolution, crop_fraction=spec.crop_fraction,
         interpolation=spec.interpolation, global_batch_size=eval_batch_size(args.batch_size or 64, mesh.devices.size),
         process_index=jax.process_index(), process_count=jax.process_count(),
-        device_count=jax.local_device_count(), split=args.split, crop=spec.eval_crop)
+        device_count=jax.local_device_count(), crop=spec.eval_crop)
     eval_step, variables = model_evaluator(model, mean=info.mean or spec.mean, std=info.std or spec.std, mesh=mesh)
     result = evaluate(eval_step, {"raw": variables}, iter(loader), mesh)["raw"]
     return {"eval_top1": result["top1"] if result["count"] else 0.0,
@@ -47,6 +55,7 @@ def _evaluate_weights(args) -> dict:
 
 def run(args) -> int:
     from flaxnets.commands.train import check_data_dir
+    from flaxnets.data.decode import skipped_note
 
     if bool(args.workdir) == bool(args.model or args.weights):
         raise UsageError("give either --workdir DIR, or --model NAME with --weights FILE")
@@ -73,6 +82,6 @@ def run(args) -> int:
         if "step" in result:
             line += f"  [checkpoint step {result['step']}]"
         if result.get("eval_skipped"):
-            line += f"  ({result['eval_skipped']} unreadable images skipped)"
+            line += f"  ({skipped_note(result['eval_skipped'])}, named above)"
         print(line)
     return 0

@@ -33,7 +33,8 @@ def run(args) -> int:
     _tflite.check_export_arguments(args)
     if args.resolution is not None and args.resolution < MIN_RESOLUTION:
         raise UsageError(f"--resolution {args.resolution}: expected at least {MIN_RESOLUTION}")
-    loaded = load_source(args)
+    # Every format is written in float32 (ONNX's walk and the LiteRT converter take no bfloat16).
+    loaded = load_source(args, dtype="float32")
     resolution = args.resolution or loaded.resolution
     if resolution < MIN_RESOLUTION:
         raise UsageError(f"input size {resolution} (the run's): expected at least {MIN_RESOLUTION}; give --resolution")

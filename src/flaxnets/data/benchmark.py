@@ -13,9 +13,10 @@ import numpy as np
 from flaxnets.config import DataConfig
 from flaxnets.data import turbo
 from flaxnets.data.augment import augment_from_config
+from flaxnets.data.decode import DecodeError, report_bad_file, skipped_note
 from flaxnets.data.loader import train_example, train_loader
 from flaxnets.data.sources import open_source
-from flaxnets.errors import UsageError
+from flaxnets.errors import FlaxnetsError, UsageError
 
 
 #: `--augment` choices: the DataConfig fields each sets (TF-Vision's defaults for the policy).
@@ -47,13 +48,29 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
     timed after its first batch (worker start-up excluded)."""
     source = open_source(path, "train")
     images = batches * batch_size
+    bad: set[int] = set()
     if workers == 0:
         rng = np.random.default_rng(0)
         count = len(source)
-        train_example(source[0][0], rng, image_size=image_size, crop=crop, augment=augment)
+
+        def transform(i):
+            # As in training: an undecodable file is reported once and the next one taken.
+            for attempt in range(count):
+                index = (i + attempt) % count
+                if index in bad:
+                    continue
+                try:
+                    return train_example(source[index][0], rng, image_size=image_size, crop=crop,
+                                         augment=augment)
+                except DecodeError as e:
+                    report_bad_file(source.name(index), str(e))
+                    bad.add(index)
+            raise FlaxnetsError(f"{path}: none of its {count} images could be decoded")
+
+        transform(0)
         start = time.perf_counter()
         for i in range(images):
-            train_example(source[i % count][0], rng, image_size=image_size, crop=crop, augment=augment)
+            transform(i)
         seconds = time.perf_counter() - start
     else:
         loader = train_loader(source, image_size=image_size, global_batch_size=min(batch_size, len(source)),
@@ -72,6 +89,8 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
         "images_per_second_per_worker": per_second / max(workers, 1),
         "workers": workers,
         "images": images,
+        # Undecodable files met (in-process runs; with workers each worker reports its own).
+        "skipped": len(bad),
         "seconds": seconds,
         "image_size": image_size,
         "crop": crop,
@@ -101,4 +120,6 @@ def run(args) -> int:
               f"{result['augment_on']}, "
               f"{args.image_size}px, {result['decoder']} JPEG decode, {result['images']} images in "
               f"{result['seconds']:.2f} s)")
+    if result["skipped"]:
+        print(f"flaxnets benchmark data: {skipped_note(result['skipped'])} (above), as training skips them")
     return 0

@@ -15,16 +15,13 @@ decode (`dct_scaled=True`) is an explicit opt-in: it is faster but changes the p
 from __future__ import annotations
 
 import io
-import logging
+import sys
 import threading
-import warnings
 
 import numpy as np
 import simplejpeg
 
 from flaxnets.data import turbo
-
-logger = logging.getLogger("flaxnets.data")
 
 _JPEG_MAGIC = b"\xff\xd8"
 
@@ -42,15 +39,23 @@ def is_jpeg(data: bytes) -> bool:
 
 
 def report_bad_file(name: str, reason: str) -> bool:
-    """Warn about an undecodable file once per path and process; returns True the first time."""
+    """Say on stderr, once per path and process, that an undecodable image is skipped: one line
+    `warning: skipping undecodable image PATH: REASON`. Returns True the first time.
+
+    Every command that reads images reports through here and then continues without the file
+    (training substitutes another example, evaluation masks it out, predict and calibration
+    leave it out); each ends with a count of what it skipped."""
     with _reported_lock:
         if name in _reported:
             return False
         _reported.add(name)
-    message = f"skipping undecodable image {name}: {reason}"
-    logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=2)
+    print(f"warning: skipping undecodable image {name}: {reason}", file=sys.stderr, flush=True)
     return True
+
+
+def skipped_note(count: int) -> str:
+    """The end-of-command summary of `count` skipped files ("" when none)."""
+    return f"{count} undecodable image{'s' if count != 1 else ''} skipped" if count else ""
 
 
 def _decode_with_pillow(data: bytes) -> np.ndarray:

@@ -13,7 +13,8 @@ counts).
 Bad files in training: an example that cannot be decoded is replaced by the next decodable
 example of the epoch's order (decoded with its own random generator). That keeps every batch
 full and every process at the same step count, which SPMD needs; the substitute appears
-twice in that epoch. Each bad path is warned about once per process.
+twice in that epoch. Each bad path is named once per process, on one stderr line
+(`flaxnets.data.decode.report_bad_file`, the policy every command that reads images shares).
 
 Evaluation visits examples in index order: batch `b` of process `p` holds positions
 `b*G + p*L + i`; positions past N are padding with `mask` False. Every process yields

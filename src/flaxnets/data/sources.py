@@ -196,6 +196,44 @@ class FlatSource(_FileSource):
         super().__init__(root, examples, class_names)
 
 
+class RelabelledSource:
+    """`source` with its labels renumbered into another class list (a run's), matched by name:
+    a source holding a subset of the classes, or the classes in another order, labels each
+    image as the run does. `len`, `[i]`, `name(i)`, `num_classes` and `class_names` as every
+    source; `class_names` are the run's."""
+
+    def __init__(self, source, class_names: list[str], *, where: str, whose: str = "the run"):
+        index = {name: i for i, name in enumerate(class_names)}
+        unknown = [name for name in source.class_names if name not in index]
+        if unknown:
+            listed = ", ".join(repr(n) for n in unknown[:3]) + (f" (+{len(unknown) - 3} more)" if len(unknown) > 3 else "")
+            known = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+            raise FlaxnetsError(f"{where}: class {listed} is not among the {len(class_names)} classes of {whose} ({known})")
+        self.source = source
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self._labels = np.asarray([index[name] for name in source.class_names], np.int32)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[bytes, int]:
+        data, label = self.source[index]
+        return data, int(self._labels[label])
+
+    def name(self, index: int) -> str:
+        return self.source.name(index)
+
+
+def match_classes(source, class_names: list[str] | None, *, where: str, whose: str = "the run"):
+    """`source` labelled by `class_names` (see `RelabelledSource`; `where` names the data and
+    `whose` the class list in its error); `source` itself when `class_names` is None (unknown)
+    or already its class list."""
+    if class_names is None or list(source.class_names) == list(class_names):
+        return source
+    return RelabelledSource(source, class_names, where=where, whose=whose)
+
+
 def split_folder(path: str | os.PathLike, split: str) -> Path:
     """`path/split` when that folder exists, else `path` itself."""
     path = Path(path)

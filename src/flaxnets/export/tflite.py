@@ -45,7 +45,11 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import os
 import pathlib
+import re
+import sys
+import tempfile
 
 import numpy as np
 
@@ -58,6 +62,33 @@ METADATA = "flaxnets"
 #: Calibration images used by default for int8 export.
 CALIBRATION_IMAGES = 300
 _EXTRA = "pip install 'flaxnets[litert]'"
+#: What the libraries print on stderr, unasked, on every run: the interpreter when it applies
+#: its default XNNPACK delegate, the converter when its absl logging and oneDNN start, and the
+#: quantizer's progress bars (which, captured, would arrive only when done).
+_NATIVE_CHATTER = ("Created TensorFlow Lite XNNPACK delegate", "absl::InitializeLog()",
+                   "oneDNN custom operations are on", "Running Calibration::",
+                   "Generating Quantization Parameters::", "Applying Transformations to tensors::")
+
+
+@contextlib.contextmanager
+def _without_native_chatter():
+    """Run the block with the C++ libraries' stderr (file descriptor 2, which Python's logging
+    settings do not reach) captured, then pass on every line but the `_NATIVE_CHATTER` ones."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not any(text in line for text in _NATIVE_CHATTER))
+            if kept.strip():
+                sys.stderr.write(kept)
+                sys.stderr.flush()
 
 
 def require_litert(*, export: bool = True) -> None:
@@ -172,13 +203,18 @@ def _fit_biases(model, float_model) -> None:
     weight scale, and with it the bias scale, is tiny and the bias does not fit in int32. For those
     channels the weight scale becomes |bias| / (input_scale * 2^30), the weights are
     requantised (to about 0, which they were) and the bias is stored exactly. `model` and
-    `float_model` are `ModelT`s with the same tensors (the quantizer keeps their indices)."""
+    `float_model` are `ModelT`s; a tensor of `model` is found in `float_model` by name. The
+    quantizer keeps the float model's tensors and names, and gives each user of a shared constant
+    (EfficientNet's convolutions share their zero bias) its own copy, named
+    `<name>_duplicated_<n>` and appended after them."""
     from ai_edge_litert import schema_py_generated as schema
 
     graph, float_graph = model.subgraphs[0], float_model.subgraphs[0]
+    by_name = {tensor.name: tensor for tensor in float_graph.tensors}
 
     def float_data(index):
-        tensor = float_graph.tensors[index]
+        name = graph.tensors[index].name
+        tensor = by_name.get(name) or by_name[re.sub(rb"_duplicated_\d+$", b"", name)]
         return np.frombuffer(bytes(float_model.buffers[tensor.buffer].data), np.float32).reshape(tensor.shape)
 
     for op in graph.operators:
@@ -250,13 +286,16 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> path
     require_litert()
     # int8: hard-swish in the form XNNPACK's int8 kernels take, so the graph is one partition.
     with hard_swish_split() if calibration is not None else contextlib.nullcontext():
-        float_model = _convert(_stablehlo(model, prep.resolution, prep if prep.included else None))
+        serialized = _stablehlo(model, prep.resolution, prep if prep.included else None)
+    with _without_native_chatter():
+        float_model = _convert(serialized)
     flatbuffer = float_model
     if calibration is not None:
         images = np.asarray(calibration, np.uint8)
         if not prep.included:
             images = (images.astype(np.float32) - np.float32(prep.mean)) / np.float32(prep.std)
-        flatbuffer = _quantize(float_model, images)
+        with _without_native_chatter():
+            flatbuffer = _quantize(float_model, images)
     flatbuffer = _finish(flatbuffer, prep, float_model=float_model if calibration is not None else None)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,33 +303,68 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> path
     return path
 
 
-def calibration_images(folder, count: int, *, resolution: int, crop_fraction: float,
-                       interpolation: str, crop: str = "tf_vision", seed: int = 0) -> np.ndarray:
-    """`count` images of `folder` (image files at any depth, e.g. class folders; a seeded random
-    choice when there are more) through the eval transform: uint8 [n, R, R, 3]."""
-    from flaxnets.data.decode import DecodeError
-    from flaxnets.data.sources import IMAGE_EXTENSIONS
+@dataclasses.dataclass
+class Calibration:
+    """Calibration images read from a folder, and what was found there."""
+
+    #: uint8 [n, R, R, 3], through the eval transform.
+    images: np.ndarray
+    #: Image files found in the folder (at any depth).
+    found: int
+    #: Files tried that could not be decoded (each reported once, and replaced by another file).
+    skipped: int
+    #: The class folders the files were in ([] for a flat folder of images).
+    class_folders: list[str]
+
+
+def read_calibration(folder, count: int, *, resolution: int, crop_fraction: float, interpolation: str,
+                     crop: str = "tf_vision", seed: int = 0, class_names: list[str] | None = None) -> Calibration:
+    """Up to `count` decodable images of `folder` (image files at any depth, e.g. class folders;
+    a seeded random choice when there are more) through the eval transform.
+
+    An undecodable file is reported once (`flaxnets.data.decode.report_bad_file`) and another
+    file taken in its place. `class_names` (the model's, when known): the folder's class folders
+    must be among them, so that a folder of another data set fails with its name."""
+    from flaxnets.data.decode import DecodeError, report_bad_file
+    from flaxnets.data.sources import IMAGE_EXTENSIONS, is_image_name
     from flaxnets.data.transforms import eval_transform
 
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise UsageError(f"--calibration {folder}: not a folder (expected a folder of images or of class folders)")
-    files = sorted(p for p in folder.rglob("*")
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if is_image_name(p.name) and p.is_file())
     if not files:
         raise UsageError(f"--calibration {folder}: no image files found "
                          f"(expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    if len(files) > count:
-        files = [files[i] for i in sorted(np.random.default_rng(seed).choice(len(files), count, replace=False))]
-    images = []
-    for file in files:
+    class_folders = sorted({p.relative_to(folder).parts[0] for p in files if p.parent != folder})
+    if class_names is not None:
+        unknown = [name for name in class_folders if name not in class_names]
+        if unknown:
+            known = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+            raise FlaxnetsError(f"--calibration {folder}: folder {unknown[0]!r} is not among the model's "
+                                f"{len(class_names)} classes ({known}); expected a folder of images or of "
+                                "the model's class folders")
+    images, skipped = [], 0
+    for i in np.random.default_rng(seed).permutation(len(files)) if len(files) > count else range(len(files)):
+        if len(images) == count:
+            break
         try:
-            images.append(eval_transform(file.read_bytes(), image_size_px=resolution,
-                                         crop_fraction=crop_fraction, interpolation=interpolation,
-                                         crop=crop))
+            data = files[i].read_bytes()
+            images.append(eval_transform(data, image_size_px=resolution, crop_fraction=crop_fraction,
+                                         interpolation=interpolation, crop=crop))
         except (DecodeError, OSError) as e:
-            raise FlaxnetsError(f"calibration image {file}: cannot read it ({e.__class__.__name__})") from e
-    return np.stack(images)
+            report_bad_file(str(files[i]), str(e) or type(e).__name__)
+            skipped += 1
+    if not images:
+        raise FlaxnetsError(f"--calibration {folder}: none of its {len(files)} image files could be decoded")
+    return Calibration(np.stack(images), len(files), skipped, class_folders)
+
+
+def calibration_images(folder, count: int, *, resolution: int, crop_fraction: float,
+                       interpolation: str, crop: str = "tf_vision", seed: int = 0) -> np.ndarray:
+    """The images of `read_calibration`: uint8 [n, R, R, 3]."""
+    return read_calibration(folder, count, resolution=resolution, crop_fraction=crop_fraction,
+                            interpolation=interpolation, crop=crop, seed=seed).images
 
 
 def _model_root(flatbuffer: bytes):
@@ -392,7 +466,8 @@ class LiteRTModel:
         """Invoke on a batch of model inputs (already of the input tensor's dtype); raw output."""
         if x.shape[0] != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], list(x.shape))
-            self.interpreter.allocate_tensors()
+            with _without_native_chatter():  # the first allocation applies the XNNPACK delegate
+                self.interpreter.allocate_tensors()
             self._batch = x.shape[0]
         self.interpreter.set_tensor(self._input["index"], x)
         self.interpreter.invoke()

@@ -11,10 +11,12 @@ import jax
 import numpy as np
 
 from flaxnets import data as data_lib
+from flaxnets.data.sources import match_classes, split_folder
 from flaxnets.train import parallel
 from flaxnets.train.restore import restore_run
 from flaxnets.train.state import split_model
 from flaxnets.train.step import make_eval_step
+from flaxnets.train.workdir import read_class_names, read_config
 
 
 def evaluate(eval_step, variable_sets: dict, batches, mesh) -> dict:
@@ -88,17 +90,24 @@ def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_siz
     """Evaluate the raw (and EMA) weights saved in `workdir` on `data_dir`'s `split`.
 
     `checkpoint`: "latest", "best" or a step number. Preprocessing is the run's own (its
-    config.json). Returns eval_top1 / eval_top5 / eval_count (+ EMA figures) and "step".
+    config.json). The data's classes are matched to the run's by name (WORKDIR's class names
+    file): a split with a subset of the classes, or in another order, is labelled as the run
+    labels it, and a class the run does not know is an error naming it. Returns eval_top1 /
+    eval_top5 / eval_count (+ EMA figures) and "step".
     """
+    # The classes are matched before the checkpoint is read, so a wrong folder fails at once.
+    class_names = read_class_names(workdir, read_config(workdir).model.num_classes)
+    source = match_classes(data_lib.open_source(data_dir, split), class_names,
+                           where=str(split_folder(data_dir, split)), whose=f"the run in {workdir}")
     run = restore_run(workdir, checkpoint)
     mesh = run.mesh
     prep = run.preprocessing()
     eval_batch = eval_batch_size(batch_size or run.config.eval.batch_size, mesh.devices.size)
     loader = data_lib.eval_loader(
-        data_dir, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
+        source, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
         interpolation=prep["interpolation"], global_batch_size=eval_batch,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        device_count=jax.local_device_count(), split=split, crop=prep["crop"])
+        device_count=jax.local_device_count(), crop=prep["crop"])
     eval_step = make_eval_step(run.graphdef, mean=prep["mean"], std=prep["std"], mesh=mesh)
     result = evaluate_state(eval_step, run.state, iter(loader), mesh)
     result["step"] = run.step

@@ -17,7 +17,7 @@ from flaxnets.train import parallel
 from flaxnets.train.checkpoint import Checkpointer
 from flaxnets.train.from_config import create_model_from_config, resolve_preprocessing
 from flaxnets.train.optim import build_optimizer
-from flaxnets.train.state import create_train_state, merge_model
+from flaxnets.train.state import create_train_state, merge_model, split_model
 from flaxnets.train.workdir import CHECKPOINT_DIR, read_class_names, read_config
 
 
@@ -43,14 +43,22 @@ class SavedRun:
         """The run's eval preprocessing: image_size, crop, crop_fraction, interpolation, mean, std."""
         return resolve_preprocessing(self.config)
 
-    def model(self, ema: bool | None = None):
+    def model(self, ema: bool | None = None, *, dtype: str | None = None):
         """The network in eval mode with the EMA weights (`ema` None: when the run kept them)
-        or the raw ones."""
+        or the raw ones, computing in `dtype` (None: the run's `model.dtype`).
+
+        The parameters and BatchNorm statistics are float32 whatever the run's compute dtype
+        (`ModelConfig.dtype`), so a bfloat16 run becomes a float32 network by rebuilding only
+        the graph (the dtype is a static attribute of each layer) around the same weights."""
         if ema is None:
             ema = self.has_ema
         if ema and not self.has_ema:
             raise FlaxnetsError(f"{self.workdir} has no EMA weights (the run's ema.decay is none); drop --ema")
-        return merge_model(self.graphdef, *self.state.eval_variables(ema=ema), train=False)
+        graphdef = self.graphdef
+        if dtype is not None and dtype != self.config.model.dtype:
+            config = dataclasses.replace(self.config, model=dataclasses.replace(self.config.model, dtype=dtype))
+            graphdef = split_model(nnx.eval_shape(lambda: create_model_from_config(config)))[0]
+        return merge_model(graphdef, *self.state.eval_variables(ema=ema), train=False)
 
 
 def _select_step(ckpt, checkpoint, workdir: Path) -> int:
