@@ -19,6 +19,7 @@ import flaxnets.models
 from flaxnets.config import apply_overrides
 from flaxnets.models.layers import BatchNorm
 from flaxnets.recipes import load_recipe
+from step_helpers import TinyConv, TinyLinear
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
@@ -36,10 +37,10 @@ class TinyNet(nnx.Module):
     (keeps the layout, so a few steps separate the digits)."""
 
     def __init__(self, num_classes=10, *, rngs, bn_momentum=0.9, dropout_rate=0.1, dtype=jnp.float32, **_):
-        self.conv = nnx.Conv(3, 8, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
+        self.conv = TinyConv(3, 8, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
         self.bn = BatchNorm(8, momentum=bn_momentum)
         self.dropout = nnx.Dropout(dropout_rate)
-        self.head = nnx.Linear(8 * 8 * 8, num_classes, dtype=dtype, rngs=rngs)
+        self.head = TinyLinear(8 * 8 * 8, num_classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x, rngs=None):
         x = nnx.avg_pool(nnx.relu(self.bn(self.conv(x))), (2, 2), strides=(2, 2))

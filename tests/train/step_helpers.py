@@ -13,14 +13,26 @@ MEAN = (120.0, 110.0, 100.0)
 STD = (60.0, 50.0, 40.0)
 
 
+class TinyConv(nnx.Conv):
+    """`nnx.Conv` declaring its parameters' kinds, as every layer that owns parameters must."""
+
+    PARAM_KINDS = {"kernel": "conv_kernel", "bias": "bias"}
+
+
+class TinyLinear(nnx.Linear):
+    """`nnx.Linear` declaring its parameters' kinds."""
+
+    PARAM_KINDS = {"kernel": "dense_kernel", "bias": "bias"}
+
+
 class TinyNet(nnx.Module):
     """conv 3x3 / 2 -> [BatchNorm] -> ReLU -> global average -> linear; float32 logits."""
 
     def __init__(self, num_classes=10, *, rngs, batch_norm=True, dtype=jnp.float32):
         self.dtype = dtype
-        self.conv = nnx.Conv(3, 8, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
+        self.conv = TinyConv(3, 8, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
         self.bn = BatchNorm(8, momentum=0.9) if batch_norm else None
-        self.head = nnx.Linear(8, num_classes, dtype=dtype, rngs=rngs)
+        self.head = TinyLinear(8, num_classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x, rngs=None):
         x = self.conv(x.astype(self.dtype))
