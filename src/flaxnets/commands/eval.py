@@ -27,11 +27,11 @@ def _evaluate_weights(args) -> dict:
 
     from flaxnets import data as data_lib
     from flaxnets.data.sources import match_classes, split_folder
+    from flaxnets.imagenet import imagenet_synsets
     from flaxnets.models import get_spec
     from flaxnets.train import parallel
     from flaxnets.train.evaluate import eval_batch_size, evaluate, model_evaluator
     from flaxnets.weights import create_pretrained
-    from flaxnets.weights.common import imagenet_synsets
 
     spec = get_spec(args.model)
     source = data_lib.open_source(args.data, args.split)
