@@ -9,8 +9,9 @@ from __future__ import annotations
 
 
 def plural_of(word: str) -> str:
-    """The plural of an English noun: class -> classes, entry -> entries, step -> steps."""
-    if word.endswith(("s", "x", "z", "ch", "sh")):
+    """The plural of an English noun: class -> classes, batch -> batches, entry -> entries,
+    epoch -> epochs (a hard "ch"), step -> steps."""
+    if word.endswith(("s", "x", "z", "sh", "tch")):
         return word + "es"
     if word.endswith("y") and word[-2:-1] not in tuple("aeiou"):
         return word[:-1] + "ies"
