@@ -52,3 +52,16 @@ def test_recipes_lists_name_model_epochs_batch_top1(capsys):
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("efficientnet_b0_tpu "))
     assert row.split() == ["efficientnet_b0_tpu", "efficientnet_b0", "350", "2048", "77.1"]
+
+
+def test_lr_plot_says_what_it_wrote_on_a_symlog_axis(tmp_path, capsys, monkeypatch):
+    """`lr --plot` names the file it wrote; the digits warmup starts at exactly 0, so the axis is
+    symmetric-log (a linear one flattens the warmup and the decay's tail)."""
+    from matplotlib.figure import Figure
+
+    scales, save = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (scales.append(fig.axes[0].get_yscale()), save(fig, *a, **k))[1])
+    out = tmp_path / "lr.png"
+    assert main(["lr", "digits_demo", "--num-train-examples", "1437", "--plot", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out} (learning rate over 220 steps, symlog y axis)\n"
+    assert scales == ["symlog"]

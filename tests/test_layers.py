@@ -12,6 +12,9 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "flaxnets"
 
+ALL_LAYERS = {"errors", "text", "imagenet", "config", "models", "data", "recipes", "weights", "export",
+              "optimizers", "train", "report", "commands", "cli"}
+
 #: Layer -> the flaxnets layers it must not import (anywhere in its modules, lazily or not).
 FORBIDDEN = {
     "errors": {"config", "models", "data", "recipes", "weights", "export", "train", "report", "commands", "cli"},
@@ -24,6 +27,8 @@ FORBIDDEN = {
     "optimizers": {"models", "data", "recipes", "weights", "export", "train", "report", "commands", "cli"},
     "train": {"export", "report", "commands", "cli"},
     "report": {"export", "commands", "cli"},
+    "text": ALL_LAYERS - {"text"},
+    "imagenet": ALL_LAYERS - {"imagenet"},
 }
 
 #: Libraries a command module or the CLI must not import when it is loaded.

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from flaxnets.errors import UsageError
+from flaxnets.text import plural
 
 Schedule = Callable[[jnp.ndarray | int], jnp.ndarray]
 
@@ -203,8 +204,8 @@ def _cosine_steps(run: ScheduleRun, decay_epochs: Optional[float], begin: int) -
     decay_steps = run.steps(run.epochs if decay_epochs is None else decay_epochs)
     if decay_steps - begin <= 0:
         raise UsageError(
-            f"schedule.decay_epochs={decay_epochs}: the cosine ({decay_steps} steps) must be longer "
-            f"than the warmup ({begin} steps)")
+            f"schedule.decay_epochs={decay_epochs}: the cosine ({plural(decay_steps, 'step')}) must be longer "
+            f"than the warmup ({plural(begin, 'step')})")
     return decay_steps
 
 

@@ -5,6 +5,12 @@ loop: `step`, `epoch` and any of the metric names below) and `config.json` (the 
 recipe). The report follows the write-ups the recipes come from: a table of evaluations by
 epoch with top-1 / top-5 for the raw and the EMA weights, the best row marked, the final and
 best figures, and the recipe's published accuracy beside ours.
+
+Every published figure here (a bundled recipe's or a model's) was measured on ImageNet-1k's
+50,000 validation images; a run on other data is not compared with it (a 4-class folder at
+25% is not "-50 points" from 75.7%). "Best" is the checkpoint `flaxnets eval --checkpoint best`
+restores: the highest raw top-1 (`flaxnets.train.checkpoint.BEST_METRIC`), ties going to the
+later step, as Orbax's best-checkpoint policy breaks them.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flaxnets import imagenet
 from flaxnets.errors import FlaxnetsError
 from flaxnets.recipes import list_recipes, recipe_info
-from flaxnets.train.workdir import CONFIG_FILE, METRICS_FILE, read_config
+from flaxnets.text import plural
+from flaxnets.train.workdir import CLASS_NAMES_FILE, CONFIG_FILE, METRICS_FILE, read_config
 
 REPORT_FILE = "report.md"
 PLOT_FILES = {
@@ -26,6 +34,11 @@ PLOT_FILES = {
     "accuracy": "accuracy.png",
     "learning_rate": "learning_rate.png",
 }
+#: What the published figures were measured on.
+PUBLISHED_DATA = "ImageNet-1k"
+#: The metric the best checkpoint is kept by (`flaxnets.train.checkpoint.BEST_METRIC`, which
+#: imports Orbax and JAX; a test holds the two equal).
+BEST_METRIC = "eval_top1"
 
 @dataclass
 class Run:
@@ -38,6 +51,10 @@ class Run:
     model: str | None = None
     published_top1: float | None = None  # fraction 0-1
     source: str | None = None
+    #: None when the run's data is the published data; else why it is not (or cannot be shown).
+    other_data: str | None = None
+    #: False when the run kept no best checkpoint (checkpoint.keep_best off).
+    keep_best: bool = True
     notes: list[str] = field(default_factory=list)
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
@@ -104,6 +121,39 @@ def _as_fraction(v) -> float | None:
     return float(v) / 100.0 if v > 1.0 else float(v)
 
 
+def _read_class_names(workdir: Path) -> list[str] | None:
+    path = workdir / CLASS_NAMES_FILE
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+def other_data(workdir, records: list[dict], num_classes: int | None) -> str | None:
+    """None when the run in `workdir` was trained and evaluated on ImageNet-1k, the data every
+    published figure was measured on; else a phrase saying why its data is other data.
+
+    The evidence a work directory holds: its class names (class_names.json) must be the 1000
+    ImageNet synsets in label order, and its evaluations must have counted the 50,000 validation
+    images (a subset scores differently). A run that recorded no class names is judged by its
+    class count and evaluation count alone."""
+    names = _read_class_names(Path(workdir))
+    counts = {int(r["eval_count"]) for r in records if _is_number(r.get("eval_count"))}
+    if names is not None and names != imagenet.imagenet_synsets():
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        return f"its data is not {PUBLISHED_DATA} ({plural(len(names), 'class')}: {shown})"
+    if names is None and num_classes is not None and num_classes != imagenet.NUM_CLASSES:
+        return f"its model has {plural(num_classes, 'class')}, {PUBLISHED_DATA} has {imagenet.NUM_CLASSES:,}"
+    if counts and counts != {imagenet.VAL_IMAGES}:
+        shown = ", ".join(f"{c:,}" for c in sorted(counts))
+        return (f"it was evaluated on {shown} images, not {PUBLISHED_DATA}'s "
+                f"{imagenet.VAL_IMAGES:,} validation images")
+    if names is None and not counts:
+        return f"it records neither class names nor evaluation counts to show its data is {PUBLISHED_DATA}"
+    return None
+
+
 def read_run(workdir: str | os.PathLike, label: str | None = None) -> Run:
     """Reads WORKDIR/metrics.jsonl and, when present, WORKDIR/config.json."""
     workdir = Path(workdir)
@@ -113,11 +163,14 @@ def read_run(workdir: str | os.PathLike, label: str | None = None) -> Run:
               records=read_metrics(workdir / METRICS_FILE))
     if not (workdir / CONFIG_FILE).is_file():
         run.notes.append(f"no {CONFIG_FILE}: recipe and published accuracy unknown")
+        run.other_data = other_data(workdir, run.records, None)
         return run
     config = read_config(workdir)
     run.recipe = config.name or None
     run.source = config.source or None
     run.model = config.model.name
+    run.keep_best = config.checkpoint.keep_best
+    run.other_data = other_data(workdir, run.records, config.model.num_classes)
     if run.recipe in list_recipes():
         run.published_top1 = _as_fraction(recipe_info(run.recipe)["published_top1"])
     else:
@@ -142,9 +195,10 @@ def _epoch(v) -> str:
 
 
 def _best(evals: list[dict], key: str) -> dict | None:
-    # Ties go to the earliest evaluation, as in the write-ups' "best" rows.
-    scored = [r for r in evals if _is_number(r.get(key))]
-    return max(scored, key=lambda r: r[key]) if scored else None
+    # Ties go to the later evaluation, as Orbax's best-checkpoint policy (a stable sort, the
+    # last kept) breaks them; a step evaluated again after a resume counts by its newer record.
+    latest = {int(r["step"]): r for r in evals if _is_number(r.get(key))}
+    return max(latest.values(), key=lambda r: (r[key], r["step"])) if latest else None
 
 
 def _summary(run: Run) -> dict:
@@ -152,7 +206,8 @@ def _summary(run: Run) -> dict:
     final = evals[-1] if evals else None
     return {
         "final": final,
-        "best": _best(evals, "eval_top1"),
+        # `eval --checkpoint best` restores the latest checkpoint when none was kept as best.
+        "best": _best(evals, BEST_METRIC) if run.keep_best else final,
         "best_ema": _best(evals, "eval_ema_top1"),
     }
 
@@ -201,15 +256,18 @@ def _run_section(run: Run, heading: str) -> list[str]:
     if run.source:
         lines.append(f"- Source: {run.source}")
     if run.published_top1 is not None:
-        published = f"- Published top-1: {_pct(run.published_top1)}%"
-        # Recipes with EMA publish the EMA weights' accuracy: compare with the better of the two.
-        candidates = [(r[k], which) for r, k, which in
-                      ((s["best"], "eval_top1", "best"), (s["best_ema"], "eval_ema_top1", "best EMA"))
-                      if r is not None]
-        if candidates:
-            ours, which = max(candidates)
+        published = f"- Published top-1: {_pct(run.published_top1)}% on {PUBLISHED_DATA}"
+        best = s["best"]
+        if run.other_data is not None:
+            published += f"; not compared: {run.other_data}"
+        elif best is not None:
+            # Recipes with EMA publish the EMA weights' accuracy: the best checkpoint holds both
+            # weights, so compare the better of its two figures.
+            ours, which = max((best[k], which) for k, which in (("eval_top1", "raw"), ("eval_ema_top1", "EMA"))
+                              if _is_number(best.get(k)))
             diff = 100.0 * (ours - run.published_top1)
-            published += f"; ours ({which}) {_pct(ours)}% ({diff:+.2f} points)"
+            published += (f"; ours (best checkpoint, step {int(best['step'])}, {which} weights) "
+                          f"{_pct(ours)}% ({diff:+.2f} points)")
         lines.append(published)
     else:
         lines.append("- Published top-1: not known for this recipe")
@@ -223,7 +281,11 @@ def _run_section(run: Run, heading: str) -> list[str]:
         lines.append(f"- Training throughput (median of logged values): "
                      f"{throughput[len(throughput) // 2]:,.0f} images/s")
     lines.append(_figure_line("Final", s["final"], "eval_top1", "eval_top5"))
-    lines.append(_figure_line("Best", s["best"], "eval_top1", "eval_top5"))
+    best_line = _figure_line("Best", s["best"], "eval_top1", "eval_top5")
+    if s["best"] is not None:
+        best_line += (", the checkpoint `flaxnets eval --checkpoint best` restores" if run.keep_best else
+                      "; checkpoint.keep_best is off, so `flaxnets eval --checkpoint best` restores the latest")
+    lines.append(best_line)
     if s["best_ema"] is not None:
         lines.append(_figure_line("Final (EMA)", s["final"], "eval_ema_top1", "eval_ema_top5"))
         lines.append(_figure_line("Best (EMA)", s["best_ema"], "eval_ema_top1", "eval_ema_top5"))
@@ -248,9 +310,27 @@ def _comparison_table(runs: list[Run]) -> list[str]:
             _pct(s["best"].get("eval_top5")) if s["best"] else "-",
             _pct(s["best_ema"]["eval_ema_top1"]) if s["best_ema"] else "-",
             _pct(s["final"].get("eval_top1")) if s["final"] else "-",
-            _pct(run.published_top1),
+            _pct(run.published_top1) + (" (other data)" if run.other_data and run.published_top1 else ""),
         ]) + " |")
     return lines
+
+
+def set_learning_rate_scale(ax, values) -> str:
+    """Put the learning rates `values` on a logarithmic y axis and return its scale's name.
+
+    Learning rates span decades (a warmup from about 0, an exponential decay, runs at batch 256
+    beside batch 4096): on a linear axis the small ones lie flat on zero. A schedule that is
+    exactly 0 somewhere (a warmup's first step, a cosine's end) gets a symmetric-log axis that is
+    linear only below its smallest positive value, so the zero shows and nothing else is flattened."""
+    values = [float(v) for v in values if math.isfinite(v)]
+    positive = [v for v in values if v > 0]
+    if not positive or len(positive) < len(values) and min(values) < 0:
+        return ax.get_yscale()  # nothing to take a logarithm of
+    if len(positive) == len(values):
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=min(positive))
+    return ax.get_yscale()
 
 
 def _plot(runs: list[Run], out_dir: Path) -> dict[str, Path]:
@@ -268,7 +348,7 @@ def _plot(runs: list[Run], out_dir: Path) -> dict[str, Path]:
     }
     for kind, (title, ylabel, curves) in specs.items():
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-        drawn = 0
+        drawn, plotted = 0, []
         for i, run in enumerate(runs):
             color = f"C{i % 10}"
             for key, style, suffix in curves:
@@ -280,10 +360,13 @@ def _plot(runs: list[Run], out_dir: Path) -> dict[str, Path]:
                 ax.plot(xs, ys, style, color=color, label=run.label + suffix,
                         marker="o" if len(xs) < 30 else None, markersize=3)
                 drawn += 1
+                plotted += ys
         if not drawn:
             ax.text(0.5, 0.5, "no data logged", ha="center", va="center", transform=ax.transAxes)
         else:
             ax.legend()
+        if kind == "learning_rate" and plotted:
+            set_learning_rate_scale(ax, plotted)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
@@ -301,6 +384,25 @@ def _labels(workdirs: list[Path]) -> list[str]:
     names = [w.resolve().name for w in workdirs]
     return [str(Path(w.resolve().parent.name) / n) if names.count(n) > 1 else n
             for w, n in zip(workdirs, names)]
+
+
+def default_out_dir(workdirs) -> Path:
+    """Where `flaxnets report` writes when not told: WORKDIR/report for one work directory; for
+    several, `report-A-vs-B` beside them (in their common parent directory, else the first one's
+    parent), so a comparison neither lands in whatever directory the command ran from nor
+    overwrites a single run's report."""
+    workdirs = [Path(w) for w in workdirs]
+    if len(workdirs) == 1:
+        return workdirs[0] / "report"
+    resolved = [w.resolve() for w in workdirs]
+    parent = Path(os.path.commonpath(resolved))
+    if parent == Path(parent.anchor):
+        parent = resolved[0].parent
+    labels = [label.replace(os.sep, "_") for label in _labels(workdirs)]
+    name = "report-" + "-vs-".join(labels)
+    if len(name) > 100:
+        name = f"report-{labels[0]}-and-{len(labels) - 1}-more"
+    return parent / name
 
 
 def write_report(workdirs, out_dir) -> Path:

@@ -117,7 +117,7 @@ def test_one_device_gives_the_losses_of_four(runs, digits, tmp_path):
 def test_start_summary_is_printed_and_written(runs):
     text = (runs["dirs"]["a"] / "summary.txt").read_text()
     for fact in ("recipe digits_demo", "parameters, 10 classes", "train 1,437 examples, eval 360, 10 classes",
-                 "global 32, per device 8 x 1", "4 cpu device(s) in 1 process(es)", "float32 compute",
+                 "global 32, per device 8 x 1", "4 cpu devices in 1 process", "float32 compute",
                  "44 steps per epoch of 1,437 examples, 13 steps (0.3 epochs)", "fresh start",
                  "augmentation  none, random erasing 0, on the host"):
         assert fact in text, fact

@@ -3,6 +3,7 @@
 import json
 
 from flaxnets.errors import UsageError
+from flaxnets.text import plural
 
 NAME = "eval"
 HELP = ("Evaluate a run's saved weights (--workdir) or imported weights (--model NAME --weights FILE) "
@@ -26,11 +27,11 @@ def _evaluate_weights(args) -> dict:
 
     from flaxnets import data as data_lib
     from flaxnets.data.sources import match_classes, split_folder
+    from flaxnets.imagenet import imagenet_synsets
     from flaxnets.models import get_spec
     from flaxnets.train import parallel
     from flaxnets.train.evaluate import eval_batch_size, evaluate, model_evaluator
     from flaxnets.weights import create_pretrained
-    from flaxnets.weights.common import imagenet_synsets
 
     spec = get_spec(args.model)
     source = data_lib.open_source(args.data, args.split)
@@ -76,7 +77,7 @@ def run(args) -> int:
         print(json.dumps(result))
     else:
         line = (f"top-1 {100 * result['eval_top1']:.2f}%  top-5 {100 * result['eval_top5']:.2f}%  "
-                f"over {result['eval_count']} images")
+                f"over {plural(result['eval_count'], 'image')}")
         if "eval_ema_top1" in result:
             line += f"  (EMA top-1 {100 * result['eval_ema_top1']:.2f}%  top-5 {100 * result['eval_ema_top5']:.2f}%)"
         if "step" in result:

@@ -1,6 +1,7 @@
 """`flaxnets lr`: print (and optionally plot) a recipe's learning-rate schedule."""
 
 from flaxnets.errors import UsageError
+from flaxnets.text import plural
 
 NAME = "lr"
 HELP = "Print a recipe's learning rate at given optimizer steps, or plot the whole schedule."
@@ -54,15 +55,19 @@ def run(args) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from flaxnets.report import set_learning_rate_scale
+
         total = total_steps(config, num_train)
         spe = config_steps_per_epoch(config, num_train)
         xs = np.unique(np.linspace(0, total, num=min(total + 1, 4000)).astype(np.int64))
         ys = np.asarray(schedule(xs))
         fig, ax = plt.subplots(figsize=(7, 3.5))
         ax.plot(xs / spe, ys)
+        scale = set_learning_rate_scale(ax, ys)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("learning rate")
-        ax.set_title(f"{config.name or args.recipe}: batch {config.train.global_batch_size}, {total} steps")
+        ax.set_ylabel("learning rate" + (f" ({scale} scale)" if scale != "linear" else ""))
+        ax.set_title(f"{config.name or args.recipe}: batch {config.train.global_batch_size}, "
+                     f"{plural(total, 'step', spec=',')}")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         try:
@@ -71,4 +76,5 @@ def run(args) -> int:
             raise UsageError(f"--plot {args.plot!r}: cannot write ({e.strerror})") from None
         finally:
             plt.close(fig)
+        print(f"wrote {args.plot} (learning rate over {plural(total, 'step', spec=',')}, {scale} y axis)")
     return 0

@@ -168,7 +168,7 @@ def load_source(args, stream=None, *, dtype: str | None = None) -> Loaded:
     another precision is rebuilt in `dtype` around its float32 weights, said on `stream`.
     Imported weights are always float32."""
     from flaxnets.weights import imagenet_class_names
-    from flaxnets.weights.common import imagenet_synsets
+    from flaxnets.imagenet import imagenet_synsets
 
     stream = sys.stderr if stream is None else stream
     check_source(args)

@@ -1,6 +1,5 @@
 """`flaxnets report`: results table and plots from training work directories."""
 
-import os
 import warnings
 
 NAME = "report"
@@ -12,20 +11,18 @@ def add_arguments(parser):
                         help="training work directory holding metrics.jsonl (and config.json); "
                              "several are compared on the same plots")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="output directory (default: WORKDIR/report for one work directory, "
-                             "./report for several)")
+                        help="output directory (default: WORKDIR/report for one work directory; for "
+                             "several, report-A-vs-B in their common parent directory)")
 
 
 def run(args) -> int:
-    from flaxnets.report import write_report
+    from flaxnets.report import PLOT_FILES, default_out_dir, write_report
 
-    out = args.out
-    if out is None:
-        out = os.path.join(args.workdirs[0], "report") if len(args.workdirs) == 1 else "report"
+    out = args.out if args.out is not None else default_out_dir(args.workdirs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         path = write_report(args.workdirs, out)
     for w in caught:
         print(f"flaxnets report: warning: {w.message}")
-    print(f"wrote {path}")
+    print(f"wrote {path} and {', '.join(PLOT_FILES.values())} in {path.parent}")
     return 0

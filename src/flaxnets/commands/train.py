@@ -3,6 +3,7 @@
 import os
 
 from flaxnets.errors import FlaxnetsError, UsageError
+from flaxnets.text import plural
 
 NAME = "train"
 HELP = "Train a recipe; an existing --workdir is resumed exactly where it stopped."
@@ -67,7 +68,7 @@ def run(args) -> int:
         summary = f"step {result['step']}/{result['num_steps']}"
         if "eval_top1" in result:
             summary += (f": eval_top1 {result['eval_top1']:.4f} eval_top5 {result['eval_top5']:.4f}"
-                        f" over {result['eval_count']} images")
+                        f" over {plural(result['eval_count'], 'image')}")
         if "eval_ema_top1" in result:
             summary += f", EMA top1 {result['eval_ema_top1']:.4f}"
         if result["preempted"]:

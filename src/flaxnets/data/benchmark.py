@@ -17,6 +17,7 @@ from flaxnets.data.decode import DecodeError, report_bad_file, skipped_note
 from flaxnets.data.loader import train_example, train_loader
 from flaxnets.data.sources import open_source
 from flaxnets.errors import FlaxnetsError, UsageError
+from flaxnets.text import plural
 
 
 #: `--augment` choices: the DataConfig fields each sets (TF-Vision's defaults for the policy).
@@ -65,7 +66,7 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
                 except DecodeError as e:
                     report_bad_file(source.name(index), str(e))
                     bad.add(index)
-            raise FlaxnetsError(f"{path}: none of its {count} images could be decoded")
+            raise FlaxnetsError(f"{path}: none of its {plural(count, 'image')} could be decoded")
 
         transform(0)
         start = time.perf_counter()
@@ -115,10 +116,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['images_per_second']:.1f} images/s with {args.workers} workers "
+        print(f"{result['images_per_second']:.1f} images/s with {plural(args.workers, 'worker')} "
               f"({result['images_per_second_per_worker']:.1f} per worker; augment {args.augment} on the "
               f"{result['augment_on']}, "
-              f"{args.image_size}px, {result['decoder']} JPEG decode, {result['images']} images in "
+              f"{args.image_size}px, {result['decoder']} JPEG decode, {plural(result['images'], 'image')} in "
               f"{result['seconds']:.2f} s)")
     if result["skipped"]:
         print(f"flaxnets benchmark data: {skipped_note(result['skipped'])} (above), as training skips them")

@@ -33,11 +33,8 @@ from scipy.io import loadmat
 
 from flaxnets.data.sources import devkit_labels, is_image_name, label_flat_files, read_csv_ground_truth
 from flaxnets.errors import FlaxnetsError
+from flaxnets.imagenet import NUM_CLASSES, TRAIN_IMAGES, VAL_IMAGES
 
-# ImageNet-2012 (ILSVRC2012) as published: images per split and classes.
-TRAIN_IMAGES = 1_281_167
-VAL_IMAGES = 50_000
-NUM_CLASSES = 1_000
 
 # The published MD5 of each archive, as listed in ARCHIVE_META of
 # torchvision/datasets/imagenet.py (pytorch/vision).

@@ -36,6 +36,7 @@ from flaxnets.data.decode import DecodeError, report_bad_file
 from flaxnets.data.sources import open_source
 from flaxnets.data.transforms import eval_transform, train_transform
 from flaxnets.errors import FlaxnetsError
+from flaxnets.text import plural
 
 # Substitutes tried for an undecodable training example before giving up.
 _MAX_SUBSTITUTES = 1000
@@ -58,7 +59,7 @@ def _check_batch(global_batch_size: int, process_count: int, device_count: int) 
     local = global_batch_size // process_count
     if local % device_count:
         raise FlaxnetsError(
-            f"local batch size {local} (global {global_batch_size} / {process_count} processes): "
+            f"local batch size {local} (global {global_batch_size} / {plural(process_count, 'process')}): "
             f"expected a multiple of the local device count {device_count}"
         )
     return local

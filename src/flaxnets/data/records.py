@@ -30,6 +30,7 @@ import threading
 from pathlib import Path
 
 from flaxnets.errors import FlaxnetsError
+from flaxnets.text import plural
 
 MANIFEST = "manifest.json"
 FORMAT = "flaxnets-records-v1"
@@ -77,7 +78,7 @@ class RecordSource:
             self._reader = ArrayRecordDataSource(self._paths)
             if len(self._reader) != self._length:
                 raise FlaxnetsError(
-                    f"{self.directory}: shards hold {len(self._reader)} records, manifest says "
+                    f"{self.directory}: shards hold {plural(len(self._reader), 'record')}, manifest says "
                     f"{self._length}; re-run `flaxnets prepare`"
                 )
         return self._reader
@@ -232,7 +233,7 @@ def prepare_split(
             continue
         jobs.append((index, {"out_dir": str(out_dir), "name": name, "reader": reader, "examples": chunk}))
     if summaries:
-        log(f"{split}: {len(summaries)} of {num_shards} shards already finished, kept")
+        log(f"{split}: {len(summaries)} of {plural(num_shards, 'shard')} already finished, kept")
     counter = multiprocessing.Value("q", 0)
     stop = threading.Event()
 
@@ -268,6 +269,6 @@ def prepare_split(
     tmp = out_dir / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out_dir / MANIFEST)
-    log(f"{split}: {manifest['num_examples']} examples in {num_shards} shards, "
+    log(f"{split}: {plural(manifest['num_examples'], 'example')} in {plural(num_shards, 'shard')}, "
         f"{len(skipped)} skipped -> {out_dir}")
     return manifest

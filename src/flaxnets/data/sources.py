@@ -38,6 +38,7 @@ import numpy as np
 
 from flaxnets.data.records import MANIFEST, FileReader, RecordSource
 from flaxnets.errors import FlaxnetsError
+from flaxnets.text import noun, plural
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 CSV_GROUND_TRUTH = "LOC_val_solution.csv"
@@ -159,9 +160,11 @@ def label_flat_files(files: list[str], truth: dict[str, str], class_names: list[
         else:
             examples.append((f, index[synset]))
     if unlabelled:
-        raise FlaxnetsError(f"{where}: {len(unlabelled)} images have no ground truth, e.g. {unlabelled[0]}")
+        raise FlaxnetsError(f"{where}: {plural(len(unlabelled), 'image')} "
+                            f"{'has' if len(unlabelled) == 1 else 'have'} no ground truth, e.g. {unlabelled[0]}")
     if len(truth) > len(examples):
-        warnings.warn(f"{ground_truth}: {len(truth) - len(examples)} labelled images are missing from {where}",
+        warnings.warn(f"{ground_truth}: {len(truth) - len(examples)} labelled "
+                      f"{noun(len(truth) - len(examples), 'image')} missing from {where}",
                       RuntimeWarning, stacklevel=3)
     return examples
 
@@ -208,7 +211,7 @@ class RelabelledSource:
         if unknown:
             listed = ", ".join(repr(n) for n in unknown[:3]) + (f" (+{len(unknown) - 3} more)" if len(unknown) > 3 else "")
             known = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
-            raise FlaxnetsError(f"{where}: class {listed} is not among the {len(class_names)} classes of {whose} ({known})")
+            raise FlaxnetsError(f"{where}: class {listed} is not among the {plural(len(class_names), 'class')} of {whose} ({known})")
         self.source = source
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)

@@ -54,6 +54,7 @@ import tempfile
 import numpy as np
 
 from flaxnets.errors import FlaxnetsError, UsageError
+from flaxnets.text import plural
 
 SIGNATURE = "serving_default"
 INPUT = "input"
@@ -342,7 +343,7 @@ def read_calibration(folder, count: int, *, resolution: int, crop_fraction: floa
         if unknown:
             known = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
             raise FlaxnetsError(f"--calibration {folder}: folder {unknown[0]!r} is not among the model's "
-                                f"{len(class_names)} classes ({known}); expected a folder of images or of "
+                                f"{plural(len(class_names), 'class')} ({known}); expected a folder of images or of "
                                 "the model's class folders")
     images, skipped = [], 0
     for i in np.random.default_rng(seed).permutation(len(files)) if len(files) > count else range(len(files)):

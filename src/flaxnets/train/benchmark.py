@@ -27,6 +27,7 @@ from flaxnets.models import create_model, param_kinds
 from flaxnets.models.layers import conv_unrolled
 from flaxnets.models.registry import model_input
 from flaxnets.recipes import list_recipes, load_recipe, recipe_info
+from flaxnets.text import plural
 from flaxnets.train import parallel
 from flaxnets.train.from_config import create_model_from_config, resolve_preprocessing, train_step_from_config
 from flaxnets.train.optim import build_optimizer
@@ -234,7 +235,7 @@ def _format(result: dict) -> str:
         ("convolutions", result["conv_impl"]),
         ("images/s", f"{result['images_per_second']:,.1f}"),
         ("step time", f"{1000 * result['step_time_s']:.1f} ms "
-                      f"(mean of {result['steps']} steps after {result['warmup']} warmup)"),
+                      f"(mean of {plural(result['steps'], 'step')} after {result['warmup']} warmup)"),
         ("compile time", f"{result['compile_time_s']:.1f} s"),
         ("peak memory", f"{peak / 2**20:,.0f} MiB" if peak is not None
          else f"n/a ({result['peak_memory_note']})"),

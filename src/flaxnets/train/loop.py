@@ -20,6 +20,7 @@ from flaxnets import data as data_lib
 from flaxnets.data.augment import augment_from_config
 from flaxnets.errors import FlaxnetsError
 from flaxnets.models import param_kinds
+from flaxnets.text import noun, plural
 from flaxnets.train import parallel
 from flaxnets.train.checkpoint import Checkpointer, abstract_like
 from flaxnets.train.evaluate import eval_batch_size, evaluate_state
@@ -64,14 +65,15 @@ def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_exa
     t, m = config.train, config.model
     devices, processes = mesh.devices.size, jax.process_count()
     parameters = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-    classes = f"{data_classes} classes" if data_classes is not None else "classes unknown"
+    classes = plural(data_classes, "class") if data_classes is not None else "classes unknown"
     if data_classes is not None and data_classes != m.num_classes:
-        classes += f" (the model has {m.num_classes} outputs)"
+        classes += f" (the model has {plural(m.num_classes, 'output')})"
     micro = t.global_batch_size // t.grad_accum_steps
     if m.bn_group_size is None:
         batch_norm = f"statistics over each whole micro-batch of {micro} across devices"
     else:
-        batch_norm = f"statistics per group of {m.bn_group_size} examples ({micro // m.bn_group_size} groups)"
+        batch_norm = (f"statistics per group of {plural(m.bn_group_size, 'example')} "
+                      f"({plural(micro // m.bn_group_size, 'group')})")
     if start_step:
         start = f"resuming from the checkpoint at step {start_step}"
     elif init_from is not None:
@@ -79,17 +81,19 @@ def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_exa
     else:
         start = "fresh start"
     rows = [
-        ("model", f"{m.name}, {parameters:,} parameters, {m.num_classes} classes"),
-        ("data", f"train {train_examples:,} examples, eval {eval_examples:,}, {classes}"),
-        ("batch", f"global {t.global_batch_size}, per device {micro // devices} x {t.grad_accum_steps} "
-                  f"gradient accumulation step(s)"),
+        ("model", f"{m.name}, {parameters:,} parameters, {plural(m.num_classes, 'class')}"),
+        ("data", f"train {plural(train_examples, 'example', spec=',')}, eval {eval_examples:,}, {classes}"),
+        ("batch", f"global {t.global_batch_size}, per device {micro // devices} x "
+                  f"{t.grad_accum_steps} gradient accumulation {noun(t.grad_accum_steps, 'step')}"),
         ("augmentation", f"{config.data.augment}, random erasing {config.data.random_erasing:g}, "
                          f"on the {config.data.augment_on}"),
         ("BatchNorm", batch_norm),
-        ("devices", f"{devices} {jax.devices()[0].platform} device(s) in {processes} process(es)"),
+        ("devices", f"{devices} {jax.devices()[0].platform} {noun(devices, 'device')} "
+                    f"in {plural(processes, 'process')}"),
         ("precision", f"{m.dtype} compute; parameters, BatchNorm statistics, logits and loss float32"),
-        ("schedule", f"{steps_per_epoch:g} steps per epoch of {num_train:,} examples, {num_steps:,} steps "
-                     f"({t.epochs:g} epochs), {config.schedule.name} to a peak learning rate of "
+        ("schedule", f"{plural(steps_per_epoch, 'step per epoch', spec='g')} of "
+                     f"{plural(num_train, 'example', spec=',')}, {plural(num_steps, 'step', spec=',')} "
+                     f"({plural(t.epochs, 'epoch', spec='g')}), {config.schedule.name} to a peak learning rate of "
                      f"{peak_lr(config):g}"),
         ("workdir", f"{workdir} ({start})"),
     ]

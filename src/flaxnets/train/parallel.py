@@ -14,6 +14,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flaxnets.errors import FlaxnetsError, UsageError
+from flaxnets.text import plural
 
 DATA_AXIS = "data"
 
@@ -103,7 +104,7 @@ def check_batch_size(global_batch: int, num_devices: int, grad_accum_steps: int 
     if global_batch % (num_devices * grad_accum_steps):
         raise FlaxnetsError(
             f"train.global_batch_size={global_batch} is not divisible by "
-            f"{num_devices} devices x {grad_accum_steps} grad_accum_steps = {num_devices * grad_accum_steps}"
+            f"{plural(num_devices, 'device')} x {grad_accum_steps} grad_accum_steps = {num_devices * grad_accum_steps}"
         )
 
 

@@ -11,7 +11,6 @@ an attribute in `flaxnets.models` cannot silently break an importer.
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 from typing import Any
 
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from flaxnets.errors import FlaxnetsError
+from flaxnets.imagenet import imagenet_classes
 from flaxnets.models import param_kinds
 
 
@@ -145,19 +145,9 @@ def model_layers(model, resolution: int = 64) -> list[Layer]:
     return layers
 
 
-def _imagenet_classes() -> list[list[str]]:
-    text = importlib.resources.files("flaxnets").joinpath("assets/imagenet_classes.txt").read_text("utf-8")
-    return [line.split("\t", 1) for line in text.splitlines() if line]
-
-
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet-1k class names, index = class id (synset-sorted order)."""
-    return [name for _, name in _imagenet_classes()]
-
-
-def imagenet_synsets() -> list[str]:
-    """The 1000 ImageNet-1k WordNet synset ids (n01440764 ...), index = class id."""
-    return [synset for synset, _ in _imagenet_classes()]
+    return [name for _, name in imagenet_classes()]
 
 
 def first_few(names: list[str], n: int = 5) -> str:
