@@ -53,7 +53,7 @@ def test_a_non_dynamic_ema_decay_is_adapted_and_a_dynamic_one_kept():
                                   data_classes=1000, num_steps=500)
     assert config.ema.decay == 0.98
     assert lines == ["adapted: ema.decay 0.9999 -> 0.98: 0.9999 averages the weights over ~10,000 steps and "
-                     "this run averages 500 (the average would stay near the initial weights); "
+                     "this run averages 500 (the average would lean on the initial weights); "
                      "train.adapt_to_data=false keeps 0.9999"]
     # The dynamic decay (1 + t) / (10 + t) already averages within the run.
     assert adapt_to_data(_recipe("model.bn_momentum=0.9"), data_classes=1000, num_steps=500)[1] == []

@@ -166,7 +166,7 @@ def test_a_recipe_written_for_imagenet_adapts_to_this_data_and_run(digits, tmp_p
     lines = ["adapted: model.num_classes 1000 -> 10 (the training data's class folders); "
              "train.adapt_to_data=false keeps 1000",
              "adapted: model.bn_momentum 0.997 -> 0.5: 0.997 averages BatchNorm statistics over ~333 steps and "
-             f"this run has {NUM_STEPS} (evaluation would use statistics near their initial values); "
+             f"this run has {NUM_STEPS} (evaluation would see statistics weighted toward the run's start); "
              "train.adapt_to_data=false keeps 0.997"]
     err = capsys.readouterr().err
     summary = (workdir / "summary.txt").read_text()

@@ -92,7 +92,7 @@ def adapt_to_data(config: Config, *, data_classes: int | None, num_steps: int) -
         model_changes["bn_momentum"] = new
         lines.append(f"adapted: model.bn_momentum {momentum:g} -> {new:g}: {momentum:g} averages BatchNorm "
                      f"statistics over {_horizon(momentum)} steps and this run has {num_steps:,} (evaluation would "
-                     f"use statistics near their initial values); {keep} {momentum:g}")
+                     f"see statistics weighted toward the run's start); {keep} {momentum:g}")
 
     if ema.decay is not None and not ema.dynamic_decay:
         updates = num_steps - ema.start_step  # the average copies the weights until start_step
@@ -100,15 +100,15 @@ def adapt_to_data(config: Config, *, data_classes: int | None, num_steps: int) -
         if new is not None:
             ema_changes["decay"] = new
             lines.append(f"adapted: ema.decay {ema.decay:g} -> {new:g}: {ema.decay:g} averages the weights over "
-                         f"{_horizon(ema.decay)} steps and this run averages {updates:,} (the average would stay "
-                         f"near the initial weights); {keep} {ema.decay:g}")
+                         f"{_horizon(ema.decay)} steps and this run averages {updates:,} (the average would "
+                         f"lean on the initial weights); {keep} {ema.decay:g}")
 
     micro = config.train.micro_batch_size
     if m.bn_group_size is not None and m.bn_group_size > micro:
         model_changes["bn_group_size"] = micro
         lines.append(f"adapted: model.bn_group_size {m.bn_group_size} -> {micro}: the micro-batch has "
                      f"{micro} examples (train.global_batch_size / train.grad_accum_steps), fewer than a "
-                     f"group; {keep} {m.bn_group_size} (then a micro-batch of a multiple of it is needed)")
+                     f"group; {keep} {m.bn_group_size} (and then needs a micro-batch that is a multiple of it)")
 
     if not lines:
         return config, []
