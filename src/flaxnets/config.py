@@ -348,6 +348,12 @@ class TrainConfig:
     epochs: float = 1.0
     #: Micro-steps per optimizer step (each of global_batch_size // grad_accum_steps examples).
     grad_accum_steps: int = 1
+    #: Adapt a recipe written for other data to this data and run (`flaxnets.train.adapt`): the
+    #: data's class count as model.num_classes, a BatchNorm momentum or (non-dynamic) EMA decay
+    #: that averages over more than a tenth of the run made faster, a bn_group_size larger than
+    #: the micro-batch made the micro-batch; each change is a line of the start summary and the
+    #: adapted config is WORKDIR/config.json. False: the recipe verbatim.
+    adapt_to_data: bool = True
 
     @property
     def micro_batch_size(self) -> int:
@@ -456,13 +462,17 @@ class Config:
             )
         if t.epochs <= 0:
             raise UsageError(f"train.epochs={t.epochs}: expected a positive number")
-        group = self.model.bn_group_size
-        if group is not None and (group <= 0 or t.micro_batch_size % group):
-            # Groups are cut from each forward pass; otherwise the model fails at the first step.
+        group, micro = self.model.bn_group_size, t.micro_batch_size
+        # Groups are cut from each forward pass; otherwise the model fails at the first step. A
+        # group larger than the micro-batch becomes the micro-batch when training adapts the
+        # recipe (`flaxnets.train.adapt`).
+        if group is not None and (group <= 0 or (micro % group and not (group > micro and t.adapt_to_data))):
+            working = [d for d in range(min(max(group, 1), micro), 0, -1) if micro % d == 0][:2]
             raise UsageError(
-                f"model.bn_group_size={group}: expected a positive divisor of the {t.micro_batch_size} "
-                f"examples per forward pass (train.global_batch_size={t.global_batch_size} / "
-                f"train.grad_accum_steps={t.grad_accum_steps})"
+                f"model.bn_group_size={group}: expected a positive divisor of the {micro} examples per "
+                f"forward pass (train.global_batch_size={t.global_batch_size} / train.grad_accum_steps="
+                f"{t.grad_accum_steps}); set it to {' or '.join(str(d) for d in working)}, or none for "
+                "statistics over the whole micro-batch"
             )
         s = self.schedule
         if s.base_lr < 0:

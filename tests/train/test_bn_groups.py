@@ -137,7 +137,10 @@ def test_under_accumulation_groups_are_formed_inside_each_micro_batch(setup):
 
 @pytest.mark.parametrize("overrides, micro_batch", [
     (["model.bn_group_size=12"], 2048),
-    (["train.global_batch_size=64", "model.bn_group_size=32", "train.grad_accum_steps=4"], 16),
+    (["train.global_batch_size=64", "model.bn_group_size=12", "train.grad_accum_steps=4"], 16),
+    # Larger than the micro-batch: adapted to it unless the recipe is kept verbatim (test_adapt.py).
+    (["train.global_batch_size=64", "model.bn_group_size=32", "train.grad_accum_steps=4",
+      "train.adapt_to_data=false"], 16),
     (["model.bn_group_size=0"], 2048),
 ])
 def test_a_group_size_that_does_not_divide_the_forward_pass_is_refused_by_the_config(overrides, micro_batch):

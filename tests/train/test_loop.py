@@ -136,3 +136,53 @@ def test_a_recipe_written_for_other_data_counts_epochs_of_this_data(digits, tmp_
     note = [line for line in err.splitlines() if "num_train_examples" in line]
     assert len(note) == 1 and "1,437 training examples found" in note[0] and "1,281,167" in note[0]
     assert "train.epochs" in note[0]
+
+
+def test_a_recipe_written_for_imagenet_adapts_to_this_data_and_run(digits, tmp_path, capsys, monkeypatch):
+    """ImageNet's 1000 classes and BatchNorm momentum 0.997 on the digits for 13 steps: the model
+    is built with the data's 10 classes and a momentum that averages within the run
+    (`flaxnets.train.adapt`); the summary (printed and summary.txt) says so, config.json holds
+    the adapted values so a resume compares equal, and --init-from weights get their classifier
+    replaced (num_classes != 1000 after adapting)."""
+    import json
+
+    import flaxnets
+    from loop_helpers import config
+    from flaxnets.train.loop import train_and_evaluate
+
+    built, loaded = [], []
+
+    def create(name, *, num_classes=1000, rngs=None, **overrides):
+        built.append((num_classes, overrides.get("bn_momentum")))
+        return create_tiny_model(name, num_classes=num_classes, rngs=rngs, **overrides)
+
+    monkeypatch.setattr(flaxnets.models, "create_model", create)
+    monkeypatch.setattr(flaxnets, "load_weights", lambda model, path, **kwargs: loaded.append(kwargs))
+    recipe = config("model.num_classes=1000", "model.bn_momentum=0.997")
+    workdir = tmp_path / "run"
+    train_and_evaluate(recipe, data_dir=str(digits), workdir=str(workdir), init_from="imagenet.safetensors",
+                       stop_after_steps=5)
+    assert built == [(10, 0.5)] and loaded == [{"skip_classifier": True}]
+    lines = ["adapted: model.num_classes 1000 -> 10 (the training data's class folders); "
+             "train.adapt_to_data=false keeps 1000",
+             "adapted: model.bn_momentum 0.997 -> 0.5: 0.997 averages BatchNorm statistics over ~333 steps and "
+             f"this run has {NUM_STEPS} (evaluation would see statistics weighted toward the run's start); "
+             "train.adapt_to_data=false keeps 0.997"]
+    err = capsys.readouterr().err
+    summary = (workdir / "summary.txt").read_text()
+    for line in lines:
+        assert line in err.splitlines() and line in summary.splitlines()
+    assert "the model has" not in summary  # the outputs match the classes now
+    saved = json.loads((workdir / "config.json").read_text())["model"]
+    assert (saved["num_classes"], saved["bn_momentum"]) == (10, 0.5)
+    # Resuming the same recipe adapts the same way: config.json compares equal, no refusal.
+    result = train_and_evaluate(recipe, data_dir=str(digits), workdir=str(workdir))
+    assert result["step"] == NUM_STEPS and built[-1] == (10, 0.5) and len(loaded) == 1
+
+    # Switched off, the recipe is kept verbatim and the summary says the outputs differ.
+    verbatim = tmp_path / "verbatim"
+    train_and_evaluate(config("model.num_classes=1000", "model.bn_momentum=0.997", "train.adapt_to_data=false"),
+                       data_dir=str(digits), workdir=str(verbatim), stop_after_steps=1)
+    assert built[-1] == (1000, 0.997)
+    summary = (verbatim / "summary.txt").read_text()
+    assert "adapted:" not in summary and "10 classes (the model has 1000 outputs)" in summary

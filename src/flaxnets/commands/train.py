@@ -36,18 +36,24 @@ def load_config(recipe: str, overrides):
     return apply_overrides(load_recipe(recipe), overrides).validate()
 
 
-def check_data_dir(path: str) -> None:
-    """A one-line error for a data directory that is missing or unreadable."""
+def check_data_dir(path: str, config=None) -> None:
+    """A one-line error for a data directory that is missing or unreadable, or (given the run's
+    `config`, whose data.train_source / data.eval_source may stand in for its splits) that lacks
+    a train/ split of two or more classes and a separate val/ split."""
     if not os.path.exists(path):
         raise FlaxnetsError(f"--data {path!r} does not exist; expected a folder with train/ and val/ (or prepared records)")
     if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
         raise FlaxnetsError(f"--data {path!r} is not a readable directory")
+    if config is not None:
+        from flaxnets.data.layout import check_training_layout
+
+        check_training_layout(path, train_source=config.data.train_source, eval_source=config.data.eval_source)
 
 
 def run(args) -> int:
     # Everything the user typed is validated before any device or file is touched.
     config = load_config(args.recipe, args.overrides)
-    check_data_dir(args.data)
+    check_data_dir(args.data, config)
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps {args.max_steps}: expected a positive integer")
 

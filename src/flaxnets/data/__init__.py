@@ -13,6 +13,9 @@ Public API (names are loaded lazily, so `import flaxnets.data` imports neither G
   "mask", and `num_examples`, `num_batches`, `coverage()`.
 * `train_transform` / `eval_transform` (`flaxnets.data.transforms`): one image as the `crop`
   flavour's reference pipeline makes it.
+* `check_training_layout(data_dir, *, train_source=None, eval_source=None)`: a one-line error
+  unless training reads a train/ split of two or more classes and a separate val/ split
+  (`flaxnets.data.layout`).
 * `normalize(images, mean, std)` -> float32 (jnp, on the device; mean/std on the 0-255 scale).
 * `prepare_split` / `RecordSource` (`flaxnets.data.records`), `export_digits`
   (`flaxnets.data.digits`).
@@ -26,6 +29,7 @@ _EXPORTS = {
     "prepare_split": "flaxnets.data.records",
     "train_loader": "flaxnets.data.loader",
     "eval_loader": "flaxnets.data.loader",
+    "check_training_layout": "flaxnets.data.layout",
     "normalize": "flaxnets.data.transforms",
     "train_transform": "flaxnets.data.transforms",
     "eval_transform": "flaxnets.data.transforms",

@@ -22,6 +22,7 @@ from flaxnets.errors import FlaxnetsError
 from flaxnets.models import param_kinds
 from flaxnets.text import noun, plural
 from flaxnets.train import parallel
+from flaxnets.train.adapt import adapt_to_data
 from flaxnets.train.checkpoint import Checkpointer, abstract_like
 from flaxnets.train.evaluate import eval_batch_size, evaluate_state
 from flaxnets.train.from_config import create_model_from_config, resolve_preprocessing, train_step_from_config
@@ -58,10 +59,12 @@ class _Preemption:
 
 def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_examples: int,
                   data_classes: int | None, count_note: str | None, num_train: int,
-                  steps_per_epoch: float, num_steps: int, start_step: int, init_from=None) -> str:
+                  steps_per_epoch: float, num_steps: int, start_step: int, init_from=None,
+                  adapted=()) -> str:
     """What a run is about to do, as big_vision and timm print it at start (also written to
     WORKDIR/summary.txt): model, data, batch, BatchNorm grouping, devices, precision, schedule,
-    work directory and whether it resumes."""
+    work directory and whether it resumes; then `adapted`, the lines of
+    `flaxnets.train.adapt.adapt_to_data`, and the note on the data's count."""
     t, m = config.train, config.model
     devices, processes = mesh.devices.size, jax.process_count()
     parameters = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
@@ -100,6 +103,7 @@ def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_exa
     width = max(len(k) for k, _ in rows)
     lines = [f"flaxnets train: recipe {config.name or '(unnamed)'}"]
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    lines += list(adapted)
     if count_note:
         lines.append(f"note: {count_note}")
     return "\n".join(lines)
@@ -129,6 +133,8 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
 
     # --------------------------------------------------------------- Input ----
     prep = resolve_preprocessing(config)
+    data_lib.check_training_layout(data_dir, train_source=config.data.train_source,
+                                   eval_source=config.data.eval_source)
     train_path = config.data.train_source or data_dir
     eval_path = config.data.eval_source or data_dir
     train_iter = data_lib.train_loader(
@@ -149,6 +155,13 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     num_train, count_note = schedule_examples(config.data.num_train_examples, train_iter.num_examples)
     steps_per_epoch = config_steps_per_epoch(config, num_train)
     num_steps = total_steps(config, num_train)
+
+    # ------------------------------------------------------- Adapt to data ----
+    # A recipe written for other data takes this data's class count, BatchNorm / EMA averages
+    # that fit the run and a BatchNorm group that fits the batch (flaxnets.train.adapt); the
+    # adapted config is the run's (config.json, resume).
+    config, adapted = adapt_to_data(config, data_classes=getattr(train_iter.source, "num_classes", None),
+                                    num_steps=num_steps)
 
     # --------------------------------------------------------------- Model ----
     model = create_model_from_config(config)
@@ -186,7 +199,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
             config, workdir=workdir, state=state, mesh=mesh, train_examples=train_iter.num_examples,
             eval_examples=eval_iter.num_examples, data_classes=getattr(train_iter.source, "num_classes", None),
             count_note=count_note, num_train=num_train, steps_per_epoch=steps_per_epoch, num_steps=num_steps,
-            start_step=start_step, init_from=init_from)
+            start_step=start_step, init_from=init_from, adapted=adapted)
         print(summary, file=stream, flush=True)
         write_summary(workdir, summary)
 
