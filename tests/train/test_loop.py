@@ -136,3 +136,88 @@ def test_a_recipe_written_for_other_data_counts_epochs_of_this_data(digits, tmp_
     note = [line for line in err.splitlines() if "num_train_examples" in line]
     assert len(note) == 1 and "1,437 training examples found" in note[0] and "1,281,167" in note[0]
     assert "train.epochs" in note[0]
+
+
+CTRL_C_SCRIPT = """
+import sys, time
+sys.path[:0] = [{here!r}, {src!r}]
+import flaxnets.models, flaxnets.train.loop as loop, loop_helpers
+from flaxnets import cli
+
+flaxnets.models.create_model = loop_helpers.create_tiny_model
+build = loop.train_step_from_config
+
+
+def slow_from_step_3(*args, **kwargs):
+    # Steps 3 on take a second, so the test's Ctrl-C lands inside step 3 whatever the machine.
+    step, calls = build(*args, **kwargs), [0]
+
+    def slow(state, batch):
+        out = step(state, batch)
+        calls[0] += 1
+        if calls[0] >= 3:
+            time.sleep(1.0)
+        return out
+    return slow
+
+
+loop.train_step_from_config = slow_from_step_3
+sets = [a for s in loop_helpers.OVERRIDES for a in ("--set", s)]
+sys.exit(cli.main(["train", "--recipe", "digits_demo", "--data", {data!r}, "--workdir", {workdir!r}, *sets]))
+"""
+
+
+def _ctrl_c(digits, workdir, presses):
+    """Run `flaxnets train` (tiny network, steps 3 on slowed) in a subprocess and press Ctrl-C
+    `presses` times once step 2 is logged; returns (status, stdout, stderr, seconds from the
+    last press to exit)."""
+    import signal
+    import time
+
+    script = CTRL_C_SCRIPT.format(here=str(HERE), src=str(SRC), data=str(digits), workdir=str(workdir))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(step == 2 for step, _ in (train_losses(workdir) if (workdir / "metrics.jsonl").exists() else [])):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    for i in range(presses):
+        time.sleep(0.2 * i)
+        proc.send_signal(signal.SIGINT)
+    pressed = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err, time.monotonic() - pressed
+
+
+def test_ctrl_c_saves_says_how_to_resume_exits_130_and_the_rerun_resumes_exactly(runs, digits, tmp_path):
+    """Issue 21: a Ctrl-C (SIGINT) is a preemption: the step in progress finishes, a checkpoint
+    is saved, the message names the step and how to resume, the CLI exits 130; the rerun then
+    gives exactly the uninterrupted run's losses and weights."""
+    workdir = tmp_path / "run"
+    status, out, err, _ = _ctrl_c(digits, workdir, presses=1)
+    assert status == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert f"Ctrl-C: saved a checkpoint at step 3 in {workdir}; rerun the same command to resume" in err, err[-3000:]
+    assert "flaxnets train: interrupted by Ctrl-C after saving a checkpoint" in out and "step 3/13" in out, out
+    assert saved_state(workdir)[0] == 3
+    resumed = train(digits, workdir)
+    assert resumed["step"] == NUM_STEPS and resumed["preempted"] is None
+    assert train_losses(workdir) == train_losses(runs["dirs"]["a"])
+    _, a = saved_state(runs["dirs"]["a"])
+    _, r = saved_state(workdir)
+    for key in a:
+        np.testing.assert_array_equal(a[key], r[key], err_msg=key)
+
+
+def test_a_second_ctrl_c_stops_at_once_with_one_line(digits, tmp_path):
+    """Issue 21: a second Ctrl-C does not wait for the step or the save: one line saying
+    nothing was saved (no traceback), status 130, within seconds."""
+    workdir = tmp_path / "run"
+    status, out, err, took = _ctrl_c(digits, workdir, presses=2)
+    assert status == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if "Ctrl-C" in line]
+    assert lines == ["flaxnets train: second Ctrl-C: stopped at once at step 2 without saving; "
+                     "no checkpoint was saved"], err[-3000:]
+    assert not (workdir / "checkpoints").exists() or not any(p.name.isdigit() for p in (workdir / "checkpoints").iterdir())
+    assert took < 30, f"the second Ctrl-C took {took:.1f} s to stop the run"

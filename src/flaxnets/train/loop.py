@@ -325,7 +325,8 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
         progress.close()
         kept = (f"the checkpoint at step {last_good} is kept; rerun the same command to resume from it"
                 if last_good else "no checkpoint was saved")
-        raise KeyboardInterrupt(f"second Ctrl-C: stopped at once at step {step} without saving; {kept}") from None
+        which = "second Ctrl-C" if preemption.requested == "Ctrl-C" else "Ctrl-C"
+        raise KeyboardInterrupt(f"{which}: stopped at once at step {step} without saving; {kept}") from None
     progress.close()
     skipped = train_iter.skipped()
     if skipped and is_main:
