@@ -221,3 +221,76 @@ def test_a_second_ctrl_c_stops_at_once_with_one_line(digits, tmp_path):
                      "no checkpoint was saved"], err[-3000:]
     assert not (workdir / "checkpoints").exists() or not any(p.name.isdigit() for p in (workdir / "checkpoints").iterdir())
     assert took < 30, f"the second Ctrl-C took {took:.1f} s to stop the run"
+
+
+def test_rerunning_a_finished_run_says_so_and_trains_nothing(runs, digits, capsys):
+    """Issue 21: the rerun of a finished run compiled and evaluated it again; now it prints one
+    line with the last logged evaluation and how to evaluate again, and touches no file."""
+    workdir = runs["dirs"]["a"]
+    before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    result = train(digits, workdir)
+    err = capsys.readouterr().err
+    assert result["finished_before"] is True and result["preempted"] is None
+    assert (result["step"], result["num_steps"], result["eval_step"]) == (NUM_STEPS, NUM_STEPS, NUM_STEPS)
+    assert result["eval_top1"] == runs["a"]["eval_top1"] and result["eval_count"] == 360
+    assert err == (f"flaxnets train: {workdir} already finished (step 13/13, eval_top1 {runs['a']['eval_top1']:.4f} "
+                   f"at step 13 from metrics.jsonl); evaluate again with `flaxnets eval --workdir {workdir} "
+                   f"--data {digits}`, or train again into a new --workdir\n")
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()} == before
+
+
+def test_rate_and_eta_leave_out_the_compile_and_evaluations(digits, tmp_path, capsys, monkeypatch):
+    """Issue 21: the rate included compile and evaluation time (the demo ended at 235 img/s
+    against a steady 580) and the ETA at step 1 said hours. With every evaluation taking 3 s
+    more, the logged images_per_second and the progress line's rate stay those of training
+    steps; step 1 (the compile) has no rate and no ETA, and says what it is doing."""
+    import flaxnets.train.loop as loop
+
+    evaluate = loop.evaluate_state
+
+    def slow_evaluation(*args, **kwargs):
+        import time
+
+        time.sleep(3.0)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_state", slow_evaluation)
+    train(digits, tmp_path / "run", stop_after_steps=8)  # evaluates at step 6
+    lines = {r["step"]: r for r in read_lines(tmp_path / "run")}
+    assert "images_per_second" not in lines[1]  # the compiling step alone: no steady-state rate
+    rates = [lines[s]["images_per_second"] for s in range(2, 9)]
+    assert min(rates) > 16, rates  # 32 images over 3 s of evaluation would be under 11
+    err = capsys.readouterr().err.splitlines()
+    assert err.index("step 1: compiling the train step (this first step takes longer) ...") < \
+        next(i for i, l in enumerate(err) if l.startswith("step 1: done in "))
+    shown = {int(l.split(" step ")[1].split("/")[0]): l for l in err if l.startswith("[")}
+    assert " ? img/s " in shown[1] and shown[1].split(" eta ")[1].startswith("?")
+    assert "step 6: evaluating 360 images (the first evaluation compiles the eval step) ..." in err
+    # The line's rate is over every step since step 1, so it is no lower than the slowest
+    # logged interval (a third of it allows for the time between intervals); counting the 3 s
+    # evaluation would make it under 6 * 32 / 3 = 64.
+    shown_rate = float(shown[7].split(" img/s")[0].split()[-1].replace(",", ""))
+    assert shown_rate > min(rates) / 3 and shown_rate > 64, (shown[7], rates)
+
+
+def test_skipped_training_files_are_counted_once_at_the_end(tmp_path, capsys):
+    """Issue 21: a zero-byte and a truncated JPEG among the training files are each named once
+    on stderr while training, and the run ends with one line counting them."""
+    from bad_files import UNDECODABLE, reported, write_good_images, write_odd_files
+
+    data = tmp_path / "data"
+    write_good_images(data / "train" / "a", 10)
+    odd = write_odd_files(data / "train" / "a")
+    write_good_images(data / "train" / "b", 10, seed=1)
+    for name in ("a", "b"):
+        write_good_images(data / "val" / name, 4, seed=2)
+    capsys.readouterr()
+    # 24 training files at batch 8: every file is read in each of the 3 epochs.
+    result = train(data, tmp_path / "run", "train.global_batch_size=8", "train.epochs=3")
+    assert result["step"] == 9
+    err = capsys.readouterr().err
+    assert sorted(reported(err)) == sorted(str(odd[name]) for name in UNDECODABLE)
+    notes = [line for line in err.splitlines() if "skipped in training" in line]
+    assert notes == ["note: 2 undecodable images skipped in training (each named above); "
+                     "another image of the epoch took each one's place"], err[-2000:]

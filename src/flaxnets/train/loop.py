@@ -271,8 +271,9 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     preempted = None
     step = start_step
     evaluated = False
+    preemption = _Preemption(ctrl_c=jax.process_count() == 1)
     try:
-        with _Preemption(ctrl_c=jax.process_count() == 1) as preemption:
+        with preemption:
             while step < last_step:
                 if step == start_step:
                     progress.message(f"step {step + 1}: compiling the train step (this first step takes longer) ...")
