@@ -48,7 +48,34 @@ def test_batch_not_divisible_by_device_count_exits_with_one_line(digits, tmp_pat
     assert status == 1
     assert err.count("\n") == 1
     assert "train.global_batch_size=30 is not divisible by 4 devices" in err
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # issue 21: no empty work directory left behind
+
+
+def test_a_data_error_leaves_no_work_directory(tmp_path):
+    """Issue 21: the work directory is created only once the data loaders are built, so a data
+    set with no images fails with nothing left behind (the library path, past the CLI's checks)."""
+    from loop_helpers import train
+
+    from flaxnets.errors import FlaxnetsError
+
+    for split in ("train/a", "val/a"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+    workdir = tmp_path / "new" / "run"
+    with pytest.raises(FlaxnetsError):
+        train(tmp_path / "data", workdir)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_workdir_that_is_a_file_is_named_as_one(digits, tmp_path, capsys):
+    """Issue 21: it said "not writable: File exists"."""
+    path = tmp_path / "x"
+    path.write_text("notes")
+    status = cli.main(["train", "--recipe", "digits_demo", "--data", str(digits), "--workdir", str(path)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == (f"flaxnets train: error: --workdir {str(path)!r} is a file; expected a directory "
+                   "(a new one, or an existing run's)\n")
+    assert path.read_text() == "notes"
 
 
 @pytest.mark.slow

@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except FlaxnetsError as e:
         print(f"flaxnets {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"flaxnets {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        # One line, no traceback; a command may say what it kept (`flaxnets train`'s second Ctrl-C).
+        print(f"flaxnets {args.command}: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -82,6 +82,8 @@ def test_training_substitutes_bad_files_and_reports_each_once(tmp_path, capsys):
         batches = [next(loader) for _ in range(3 * loader.steps_per_epoch)]  # three epochs
     assert loader.num_examples == 20
     assert all(b["image"].shape == (5, 16, 16, 3) for b in batches)
+    assert all(set(b) == {"image", "label"} for b in batches)  # the skipped indices are not batch data
+    assert set(loader.skipped()) == bad  # collected for the end-of-training count
     _assert_reported_once_each(capsys, records, bad)
 
 

@@ -186,3 +186,161 @@ def test_a_recipe_written_for_imagenet_adapts_to_this_data_and_run(digits, tmp_p
     assert built[-1] == (1000, 0.997)
     summary = (verbatim / "summary.txt").read_text()
     assert "adapted:" not in summary and "10 classes (the model has 1000 outputs)" in summary
+
+
+CTRL_C_SCRIPT = """
+import sys, time
+sys.path[:0] = [{here!r}, {src!r}]
+import flaxnets.models, flaxnets.train.loop as loop, loop_helpers
+from flaxnets import cli
+
+flaxnets.models.create_model = loop_helpers.create_tiny_model
+build = loop.train_step_from_config
+
+
+def slow_from_step_3(*args, **kwargs):
+    # Steps 3 on take a second, so the test's Ctrl-C lands inside step 3 whatever the machine.
+    step, calls = build(*args, **kwargs), [0]
+
+    def slow(state, batch):
+        out = step(state, batch)
+        calls[0] += 1
+        if calls[0] >= 3:
+            time.sleep(1.0)
+        return out
+    return slow
+
+
+loop.train_step_from_config = slow_from_step_3
+sets = [a for s in loop_helpers.OVERRIDES for a in ("--set", s)]
+sys.exit(cli.main(["train", "--recipe", "digits_demo", "--data", {data!r}, "--workdir", {workdir!r}, *sets]))
+"""
+
+
+def _ctrl_c(digits, workdir, presses):
+    """Run `flaxnets train` (tiny network, steps 3 on slowed) in a subprocess and press Ctrl-C
+    `presses` times once step 2 is logged; returns (status, stdout, stderr, seconds from the
+    last press to exit)."""
+    import signal
+    import time
+
+    script = CTRL_C_SCRIPT.format(here=str(HERE), src=str(SRC), data=str(digits), workdir=str(workdir))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(step == 2 for step, _ in (train_losses(workdir) if (workdir / "metrics.jsonl").exists() else [])):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    for i in range(presses):
+        time.sleep(0.2 * i)
+        proc.send_signal(signal.SIGINT)
+    pressed = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err, time.monotonic() - pressed
+
+
+def test_ctrl_c_saves_says_how_to_resume_exits_130_and_the_rerun_resumes_exactly(runs, digits, tmp_path):
+    """Issue 21: a Ctrl-C (SIGINT) is a preemption: the step in progress finishes, a checkpoint
+    is saved, the message names the step and how to resume, the CLI exits 130; the rerun then
+    gives exactly the uninterrupted run's losses and weights."""
+    workdir = tmp_path / "run"
+    status, out, err, _ = _ctrl_c(digits, workdir, presses=1)
+    assert status == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert f"Ctrl-C: saved a checkpoint at step 3 in {workdir}; rerun the same command to resume" in err, err[-3000:]
+    assert "flaxnets train: interrupted by Ctrl-C after saving a checkpoint" in out and "step 3/13" in out, out
+    assert saved_state(workdir)[0] == 3
+    resumed = train(digits, workdir)
+    assert resumed["step"] == NUM_STEPS and resumed["preempted"] is None
+    assert train_losses(workdir) == train_losses(runs["dirs"]["a"])
+    _, a = saved_state(runs["dirs"]["a"])
+    _, r = saved_state(workdir)
+    for key in a:
+        np.testing.assert_array_equal(a[key], r[key], err_msg=key)
+
+
+def test_a_second_ctrl_c_stops_at_once_with_one_line(digits, tmp_path):
+    """Issue 21: a second Ctrl-C does not wait for the step or the save: one line saying
+    nothing was saved (no traceback), status 130, within seconds."""
+    workdir = tmp_path / "run"
+    status, out, err, took = _ctrl_c(digits, workdir, presses=2)
+    assert status == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if "Ctrl-C" in line]
+    assert lines == ["flaxnets train: second Ctrl-C: stopped at once at step 2 without saving; "
+                     "no checkpoint was saved"], err[-3000:]
+    assert not (workdir / "checkpoints").exists() or not any(p.name.isdigit() for p in (workdir / "checkpoints").iterdir())
+    assert took < 30, f"the second Ctrl-C took {took:.1f} s to stop the run"
+
+
+def test_rerunning_a_finished_run_says_so_and_trains_nothing(runs, digits, capsys):
+    """Issue 21: the rerun of a finished run compiled and evaluated it again; now it prints one
+    line with the last logged evaluation and how to evaluate again, and touches no file."""
+    workdir = runs["dirs"]["a"]
+    before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    result = train(digits, workdir)
+    err = capsys.readouterr().err
+    assert result["finished_before"] is True and result["preempted"] is None
+    assert (result["step"], result["num_steps"], result["eval_step"]) == (NUM_STEPS, NUM_STEPS, NUM_STEPS)
+    assert result["eval_top1"] == runs["a"]["eval_top1"] and result["eval_count"] == 360
+    assert err == (f"flaxnets train: {workdir} already finished (step 13/13, eval_top1 {runs['a']['eval_top1']:.4f} "
+                   f"at step 13 from metrics.jsonl); evaluate again with `flaxnets eval --workdir {workdir} "
+                   f"--data {digits}`, or train again into a new --workdir\n")
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()} == before
+
+
+def test_rate_and_eta_leave_out_the_compile_and_evaluations(digits, tmp_path, capsys, monkeypatch):
+    """Issue 21: the rate included compile and evaluation time (the demo ended at 235 img/s
+    against a steady 580) and the ETA at step 1 said hours. With every evaluation taking 3 s
+    more, the logged images_per_second and the progress line's rate stay those of training
+    steps; step 1 (the compile) has no rate and no ETA, and says what it is doing."""
+    import flaxnets.train.loop as loop
+
+    evaluate = loop.evaluate_state
+
+    def slow_evaluation(*args, **kwargs):
+        import time
+
+        time.sleep(3.0)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_state", slow_evaluation)
+    train(digits, tmp_path / "run", stop_after_steps=8)  # evaluates at step 6
+    lines = {r["step"]: r for r in read_lines(tmp_path / "run")}
+    assert "images_per_second" not in lines[1]  # the compiling step alone: no steady-state rate
+    rates = [lines[s]["images_per_second"] for s in range(2, 9)]
+    assert min(rates) > 16, rates  # 32 images over 3 s of evaluation would be under 11
+    err = capsys.readouterr().err.splitlines()
+    assert err.index("step 1: compiling the train step (this first step takes longer) ...") < \
+        next(i for i, l in enumerate(err) if l.startswith("step 1: done in "))
+    shown = {int(l.split(" step ")[1].split("/")[0]): l for l in err if l.startswith("[")}
+    assert " ? img/s " in shown[1] and shown[1].split(" eta ")[1].startswith("?")
+    assert "step 6: evaluating 360 images (the first evaluation compiles the eval step) ..." in err
+    # The line's rate is over every step since step 1, so it is no lower than the slowest
+    # logged interval (a third of it allows for the time between intervals); counting the 3 s
+    # evaluation would make it under 6 * 32 / 3 = 64.
+    shown_rate = float(shown[7].split(" img/s")[0].split()[-1].replace(",", ""))
+    assert shown_rate > min(rates) / 3 and shown_rate > 64, (shown[7], rates)
+
+
+def test_skipped_training_files_are_counted_once_at_the_end(tmp_path, capsys):
+    """Issue 21: a zero-byte and a truncated JPEG among the training files are each named once
+    on stderr while training, and the run ends with one line counting them."""
+    from bad_files import UNDECODABLE, reported, write_good_images, write_odd_files
+
+    data = tmp_path / "data"
+    write_good_images(data / "train" / "a", 10)
+    odd = write_odd_files(data / "train" / "a")
+    write_good_images(data / "train" / "b", 10, seed=1)
+    for name in ("a", "b"):
+        write_good_images(data / "val" / name, 4, seed=2)
+    capsys.readouterr()
+    # 24 training files at batch 8: every file is read in each of the 3 epochs.
+    result = train(data, tmp_path / "run", "train.global_batch_size=8", "train.epochs=3")
+    assert result["step"] == 9
+    err = capsys.readouterr().err
+    assert sorted(reported(err)) == sorted(str(odd[name]) for name in UNDECODABLE)
+    notes = [line for line in err.splitlines() if "skipped in training" in line]
+    assert notes == ["note: 2 undecodable images skipped in training (each named above); "
+                     "another image of the epoch took each one's place"], err[-2000:]

@@ -87,3 +87,24 @@ def test_progress_in_a_log_file_is_printed_at_least_once_a_minute():
         bar.update(step)
     steps = [line.split("step ")[1].split("/")[0] for line in out.getvalue().splitlines()]
     assert steps == ["3", "6"]  # 75 s and 150 s: no silence of a minute or more after a line
+
+
+def test_progress_rate_and_eta_leave_out_the_compiling_first_step_and_paused_time():
+    """Issue 21: a 60 s compile and a 30 s evaluation do not count in the rate or the ETA, and
+    there is no ETA before a step after the first has been timed."""
+    now = [0.0]
+    out = io.StringIO()
+    bar = ProgressBar(100, images_per_step=10, stream=out, every=1, first_step_compiles=True,
+                      clock=lambda: now[0])
+    now[0] = 60.0  # the first step compiles for a minute
+    bar.update(1)
+    assert "step 1/100 ? img/s elapsed 1:00 eta ?" in out.getvalue()
+    for step in (2, 3):
+        now[0] += 0.5
+        bar.update(step)
+    with bar.paused():  # an evaluation
+        now[0] += 30.0
+    now[0] += 0.5
+    bar.update(4)  # 3 steps in 1.5 s of training: 2 steps/s, 20 img/s; 96 steps left: 48 s
+    assert out.getvalue().splitlines()[-1] == (
+        "[........................] step 4/100 20 img/s elapsed 1:32 eta 0:48")

@@ -37,14 +37,23 @@ def run(args) -> int:
     start = time.perf_counter()
     result = train_and_evaluate(config, data_dir=str(data), workdir=args.workdir)
     minutes = (time.perf_counter() - start) / 60
+    if result["preempted"]:
+        print(f"flaxnets demo: stopped by {result['preempted']} at step {result['step']}/{result['num_steps']} "
+              "(checkpoint saved); rerun the same command to resume")
+        return 130 if result["preempted"] == "Ctrl-C" else 0
 
     from flaxnets.report import write_report
 
     report = write_report([args.workdir], Path(args.workdir) / "report")
     workdir = Path(args.workdir)
-    print(f"flaxnets demo: held-out top-1 {100 * result['eval_top1']:.2f}% "
-          f"(top-5 {100 * result['eval_top5']:.2f}%) on {result['eval_count']} digits, "
-          f"step {result['step']}/{result['num_steps']}, {minutes:.1f} min")
+    if "eval_top1" in result:
+        # A rerun of the finished demo trains nothing: these are its last logged evaluation's.
+        when = (f"logged at step {result['eval_step']}" if result.get("finished_before")
+                else f"step {result['step']}/{result['num_steps']}, {minutes:.1f} min")
+        print(f"flaxnets demo: held-out top-1 {100 * result['eval_top1']:.2f}% "
+              f"(top-5 {100 * result['eval_top5']:.2f}%) on {result['eval_count']} digits, {when}")
+    else:
+        print(f"flaxnets demo: step {result['step']}/{result['num_steps']}, no evaluation logged")
     print(f"  checkpoints: {workdir / 'checkpoints'}")
     print(f"  metrics:     {workdir / 'metrics.jsonl'} (TensorBoard: tensorboard --logdir {workdir})")
     print(f"  report:      {report} (plots beside it)")

@@ -66,10 +66,12 @@ def run(args) -> int:
     from flaxnets.train.loop import train_and_evaluate
     from flaxnets.train.workdir import check_workdir
 
-    check_workdir(args.workdir)
+    check_workdir(args.workdir)  # creates nothing: the run does once the data and devices are checked
     result = train_and_evaluate(config, data_dir=args.data, workdir=args.workdir, init_from=args.init_from,
                                 allow_config_change=args.allow_config_change,
                                 stop_after_steps=args.max_steps)
+    if result.get("finished_before"):
+        return 0  # the run said it was already finished, and how to evaluate it again
     if jax.process_index() == 0:
         summary = f"step {result['step']}/{result['num_steps']}"
         if "eval_top1" in result:
@@ -77,12 +79,16 @@ def run(args) -> int:
                         f" over {plural(result['eval_count'], 'image')}")
         if "eval_ema_top1" in result:
             summary += f", EMA top1 {result['eval_ema_top1']:.4f}"
-        if result["preempted"]:
-            state = "preempted; rerun the same command to resume"
+        if result["preempted"] == "Ctrl-C":
+            state = "interrupted by Ctrl-C after saving a checkpoint; rerun the same command to resume"
+        elif result["preempted"]:
+            state = f"preempted ({result['preempted']}) after saving a checkpoint; rerun the same command to resume"
         elif result["step"] < result["num_steps"]:
             state = (f"stopped at --max-steps {args.max_steps}; rerun with a larger --max-steps "
                      "or without it to continue")
         else:
             state = "done"
         print(f"flaxnets train: {state}: {summary}; outputs in {args.workdir}")
-    return 0
+    # 128 + SIGINT, as a shell reports a command Ctrl-C ended; SIGTERM is a preemption the
+    # scheduler asked for, so that stop is a success (status 0).
+    return 130 if result["preempted"] == "Ctrl-C" else 0

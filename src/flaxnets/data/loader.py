@@ -40,6 +40,9 @@ from flaxnets.text import plural
 
 # Substitutes tried for an undecodable training example before giving up.
 _MAX_SUBSTITUTES = 1000
+# Undecodable indices one training example carries back to the main process (a fixed-size
+# array, so examples batch; a longer run of bad files is still counted, each at its own position).
+_SKIPPED_PER_EXAMPLE = 4
 
 
 def _ensure_absl_flags() -> None:
@@ -136,6 +139,7 @@ class _TrainExample:
     def __call__(self, k: int) -> dict:
         epoch, position = self.position(int(k))
         order = self.order(epoch)
+        skipped = np.full((_SKIPPED_PER_EXAMPLE,), -1, np.int64)
         for attempt in range(min(_MAX_SUBSTITUTES, self.num_examples)):
             index = int(order[(position + attempt) % self.num_examples])
             data, label = self.source[index]
@@ -145,8 +149,11 @@ class _TrainExample:
                                         **self.options)
             except DecodeError as e:
                 report_bad_file(self.source.name(index), str(e))
+                if attempt < _SKIPPED_PER_EXAMPLE:
+                    skipped[attempt] = index
                 continue
             example["label"] = np.int32(label)
+            example["skipped"] = skipped
             return example
         raise FlaxnetsError(f"no decodable image among {_MAX_SUBSTITUTES} training examples")
 
@@ -156,6 +163,8 @@ class TrainIterator:
 
     `get_state()` returns a small JSON-serialisable dict; `set_state(state)` makes the next
     batch the one that followed when the state was taken. `steps_per_epoch` = floor(N / G).
+    `skipped()` names the undecodable files this process's batches have skipped so far (the
+    worker processes that decode them report each on stderr; this collects them for one count).
     """
 
     def __init__(self, source, *, image_size, global_batch_size, seed, process_index,
@@ -183,6 +192,7 @@ class TrainIterator:
             options=dict(transform_options))
         self.step = start_epoch * self.steps_per_epoch
         self._iterator = None
+        self._skipped: set[int] = set()
 
     @property
     def epoch(self) -> int:
@@ -203,7 +213,13 @@ class TrainIterator:
             self._iterator = _pipeline(dataset.batch(local, drop_remainder=True), self.workers)
         batch = next(self._iterator)
         self.step += 1
+        skipped = batch.pop("skipped")
+        self._skipped.update(int(i) for i in skipped[skipped >= 0])
         return batch
+
+    def skipped(self) -> list[str]:
+        """The undecodable files skipped by the batches drawn so far, by name."""
+        return sorted(self.source.name(i) for i in self._skipped)
 
     def get_state(self) -> dict:
         """The position in the stream, JSON-serialisable."""

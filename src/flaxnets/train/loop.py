@@ -2,7 +2,9 @@
 
 Resuming is the default: if WORKDIR/checkpoints holds a checkpoint, the run continues from it
 (step, weights, BatchNorm statistics, optimizer, EMA, RNG and every process's data position), so
-an interrupted run produces the same losses and weights as an uninterrupted one.
+an interrupted run produces the same losses and weights as an uninterrupted one. A run whose
+checkpoint is already at the last step is not compiled or evaluated again: it says so and
+returns its last logged evaluation.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from flaxnets.train.adapt import adapt_to_data
 from flaxnets.train.checkpoint import Checkpointer, abstract_like
 from flaxnets.train.evaluate import eval_batch_size, evaluate_state
 from flaxnets.train.from_config import create_model_from_config, resolve_preprocessing, train_step_from_config
-from flaxnets.train.metrics import MetricWriter
+from flaxnets.data.decode import skipped_note
+from flaxnets.train.metrics import MetricWriter, last_evaluation
 from flaxnets.train.optim import build_optimizer
 from flaxnets.train.progress import ProgressBar
 from flaxnets.train.schedules import (
@@ -34,27 +37,42 @@ from flaxnets.train.schedules import (
 )
 from flaxnets.train.state import create_train_state
 from flaxnets.train.step import make_eval_step
-from flaxnets.train.workdir import check_workdir, sync_config, write_class_names, write_summary
+from flaxnets.train.workdir import (
+    METRICS_FILE, check_workdir, create_workdir, sync_config, write_class_names, write_summary,
+)
 
 
 class _Preemption:
-    """Turns SIGTERM into a request to save and stop at the next step boundary."""
+    """Turns SIGTERM, and a first Ctrl-C (SIGINT) when `ctrl_c`, into a request to save and stop
+    at the next step boundary: `requested` becomes "SIGTERM" or "Ctrl-C". A second Ctrl-C raises
+    KeyboardInterrupt at once (Python's own handler is back), for a user who will not wait.
 
-    def __init__(self):
-        self.requested = False
-        self._previous = None
+    `ctrl_c` is off with several processes: a Ctrl-C reaching only one of them would make it
+    save alone while the others wait for it in their next collective."""
+
+    def __init__(self, *, ctrl_c: bool = True):
+        self.requested: str | None = None
+        self._ctrl_c = ctrl_c
+        self._previous: dict = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
+            if self._ctrl_c and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        self.requested = True
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.requested = self.requested or "Ctrl-C"
+        else:
+            self.requested = self.requested or "SIGTERM"
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_examples: int,
@@ -112,12 +130,16 @@ def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_exa
 def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_config_change: bool = False,
                        stop_after_steps: int | None = None, stream=None) -> dict:
     """Train `config` on `data_dir` (train/ and val/ splits) into `workdir`; returns the last
-    evaluation's metrics plus "step" and "preempted".
+    evaluation's metrics plus "step", "num_steps" and "preempted".
 
     `stop_after_steps` stops (with a checkpoint) after that optimizer step, as an interruption
     would; the result then has evaluation metrics only if that step was an evaluation step.
-    SIGTERM saves a checkpoint and returns with "preempted" True. A non-finite loss raises
-    FlaxnetsError naming the step; no checkpoint holding it is written.
+    SIGTERM, or a first Ctrl-C in a single-process run, saves a checkpoint and returns with
+    "preempted" "SIGTERM" or "Ctrl-C" (None otherwise); a second Ctrl-C raises KeyboardInterrupt
+    at once, without saving. A run already at its last step returns its last logged evaluation
+    (with "eval_step") and "finished_before" True, training and evaluating nothing. A non-finite
+    loss raises FlaxnetsError naming the step; no checkpoint holding it is written. The work
+    directory is created only once the devices, batch and data have been checked.
     """
     config = config.validate()
     workdir = check_workdir(workdir)
@@ -171,10 +193,16 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     tx = build_optimizer(config, param_kinds(model), num_train, schedule)
 
     # ------------------------------------------------- Checkpoint / resume ----
+    create_workdir(workdir)
     ckpt = Checkpointer(str(workdir), keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best)
     start_step = ckpt.latest_step()
+    finished = start_step is not None and start_step >= num_steps
     sync_config(workdir, config, resuming=start_step is not None, allow_config_change=allow_config_change,
-                write=is_main)
+                write=is_main and not finished)
+    if finished:
+        ckpt.close()
+        return _finished_before(workdir, data_dir, step=start_step, num_steps=num_steps,
+                                stream=stream if is_main else None)
     if is_main:
         write_class_names(workdir, getattr(train_iter.source, "class_names", None))
     if start_step is None and init_from is not None:
@@ -220,17 +248,22 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
 
     # ---------------------------------------------------------------- Loop ----
     pending = []  # (step, device metrics) not yet checked and logged
+    # The logged images_per_second counts steady-state training only: from the end of the
+    # segment's first step (which compiles the train step), restarted after every evaluation
+    # and checkpoint.
+    first_step = start_step + 1
     interval_start = time.perf_counter()
     last_eval: dict = {}
     last_good = start_step
     progress = ProgressBar(num_steps, start_step=start_step, images_per_step=global_batch,
-                           stream=stream, every=log_every, active=is_main)
+                           stream=stream, every=log_every, active=is_main, first_step_compiles=True)
 
     def flush(step):
         """Check the pending steps for NaN/Inf and log their mean; returns the line's metrics."""
         nonlocal pending, interval_start
         if not pending:
             return {}
+        timed = sum(1 for s, _ in pending if s > first_step)
         values = jax.device_get([m for _, m in pending])
         for (s, _), m in zip(pending, values):
             if not bool(m["finite"]):
@@ -246,57 +279,97 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
             "train_top1": float(np.mean([m["train_top1"] for m in values])),
             "grad_norm": float(values[-1]["grad_norm"]),
             "learning_rate": float(values[-1]["learning_rate"]),
-            "images_per_second": len(values) * global_batch / elapsed if elapsed > 0 else 0.0,
         }
+        if timed and elapsed > 0:  # none for a line of only the compiling first step
+            line["images_per_second"] = timed * global_batch / elapsed
         pending, interval_start = [], time.perf_counter()
         return line
 
-    preempted = False
+    preempted = None
     step = start_step
-    with _Preemption() as preemption:
-        while step < last_step:
-            batch = train_iter.__next__()
-            state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
-            step += 1
-            pending.append((step, metrics))
-            if jax.process_count() > 1:
-                preemption.requested = preemption.requested or ckpt.manager.reached_preemption(step)
-            stopping = preemption.requested or step == last_step
-            is_eval = step % eval_every == 0 or step == num_steps
-            is_save = is_eval or stopping or step % save_every == 0
-            line = {}
-            if is_save or stopping or step % log_every == 0:
-                line = flush(step)
-            if is_eval:
-                last_eval = evaluate_state(eval_step, state, iter(eval_iter), mesh)
-                line.update(last_eval)
-                if "epoch" not in line:
-                    line["epoch"] = round(step / steps_per_epoch, 4)
-                progress.message(
-                    f"step {step}: eval_top1 {last_eval['eval_top1']:.4f} top5 {last_eval['eval_top5']:.4f}"
-                    + (f" ema_top1 {last_eval['eval_ema_top1']:.4f}" if "eval_ema_top1" in last_eval else "")
-                    + f" ({last_eval['eval_count']} images)")
-            if line:
-                writer.write(step, line)
-            if is_save:
-                ckpt.save(step, state, data_state=train_iter.get_state(),
-                          metrics={"eval_top1": last_eval["eval_top1"]} if is_eval else None)
-                last_good = step
-                writer.flush()
-            progress.update(step, f"loss {line['train_loss']:.4f}" if "train_loss" in line else "")
-            if preemption.requested:
-                preempted = True
-                break
+    evaluated = False
+    preemption = _Preemption(ctrl_c=jax.process_count() == 1)
+    try:
+        with preemption:
+            while step < last_step:
+                if step == start_step:
+                    progress.message(f"step {step + 1}: compiling the train step (this first step takes longer) ...")
+                    first_started = time.perf_counter()
+                batch = train_iter.__next__()
+                state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
+                step += 1
+                pending.append((step, metrics))
+                if step == first_step:
+                    jax.block_until_ready(metrics)
+                    progress.message(f"step {step}: done in {time.perf_counter() - first_started:.1f} s "
+                                     "(compiling included); rate and ETA from the steps after it")
+                    interval_start = time.perf_counter()
+                if jax.process_count() > 1 and ckpt.manager.reached_preemption(step):
+                    preemption.requested = preemption.requested or "SIGTERM"
+                stopping = preemption.requested or step == last_step
+                is_eval = step % eval_every == 0 or step == num_steps
+                is_save = is_eval or stopping or step % save_every == 0
+                line = {}
+                if is_save or stopping or step % log_every == 0:
+                    line = flush(step)
+                with progress.paused():
+                    if is_eval:
+                        if not evaluated:
+                            progress.message(f"step {step}: evaluating {eval_iter.num_examples:,} images "
+                                             "(the first evaluation compiles the eval step) ...")
+                            evaluated = True
+                        last_eval = evaluate_state(eval_step, state, iter(eval_iter), mesh)
+                        line.update(last_eval)
+                        if "epoch" not in line:
+                            line["epoch"] = round(step / steps_per_epoch, 4)
+                        progress.message(
+                            f"step {step}: eval_top1 {last_eval['eval_top1']:.4f} top5 {last_eval['eval_top5']:.4f}"
+                            + (f" ema_top1 {last_eval['eval_ema_top1']:.4f}" if "eval_ema_top1" in last_eval else "")
+                            + f" ({last_eval['eval_count']} images)")
+                    if line:
+                        writer.write(step, line)
+                    if is_save:
+                        ckpt.save(step, state, data_state=train_iter.get_state(),
+                                  metrics={"eval_top1": last_eval["eval_top1"]} if is_eval else None)
+                        last_good = step
+                        writer.flush()
+                if is_eval or is_save:
+                    interval_start = time.perf_counter()
+                progress.update(step, f"loss {line['train_loss']:.4f}" if "train_loss" in line else "")
+                if preemption.requested:
+                    preempted = preemption.requested
+                    break
+    except KeyboardInterrupt:
+        progress.close()
+        kept = (f"the checkpoint at step {last_good} is kept; rerun the same command to resume from it"
+                if last_good else "no checkpoint was saved")
+        which = "second Ctrl-C" if preemption.requested == "Ctrl-C" else "Ctrl-C"
+        raise KeyboardInterrupt(f"{which}: stopped at once at step {step} without saving; {kept}") from None
     progress.close()
-    if not last_eval and not preempted and step >= num_steps:
-        # Nothing was left to train (a finished run, resumed): report the saved weights. A stop
-        # at `stop_after_steps` evaluates only on the schedule's own evaluation steps, so a
-        # run done in segments does not pay for an extra evaluation per segment.
-        last_eval = evaluate_state(eval_step, state, iter(eval_iter), mesh)
+    skipped = train_iter.skipped()
+    if skipped and is_main:
+        progress.message(f"note: {skipped_note(len(skipped))} in training (each named above); "
+                         "another image of the epoch took each one's place")
     if preempted:
-        progress.message(f"SIGTERM: saved a checkpoint at step {step} in {workdir}; rerun to resume")
+        progress.message(f"{preempted}: saved a checkpoint at step {step} in {workdir}; "
+                         "rerun the same command to resume")
     ckpt.close()
     writer.close()
     result = dict(last_eval)
     result.update({"step": step, "preempted": preempted, "num_steps": num_steps})
     return result
+
+
+def _finished_before(workdir, data_dir, *, step: int, num_steps: int, stream) -> dict:
+    """The result for a run already at its last step: its last logged evaluation, said in one
+    line on `stream` (None: say nothing) with the commands that would evaluate or train again."""
+    last = last_evaluation(workdir / METRICS_FILE, step)
+    if last:
+        evaluation = f"eval_top1 {last['eval_top1']:.4f} at step {last['eval_step']} from {METRICS_FILE}"
+    else:
+        evaluation = f"no evaluation in {METRICS_FILE}"
+    if stream is not None:
+        print(f"flaxnets train: {workdir} already finished (step {step}/{num_steps}, {evaluation}); "
+              f"evaluate again with `flaxnets eval --workdir {workdir} --data {data_dir}`, "
+              "or train again into a new --workdir", file=stream, flush=True)
+    return {**last, "step": step, "num_steps": num_steps, "preempted": None, "finished_before": True}

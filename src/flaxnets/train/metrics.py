@@ -45,6 +45,24 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> int:
     return len(kept)
 
 
+def last_evaluation(path: str | os.PathLike, step: int) -> dict:
+    """The last logged evaluation (its eval_* values and "eval_step") at or before `step` in a
+    metrics.jsonl; {} when there is none. Unparseable lines are passed over."""
+    path = Path(path)
+    found: dict = {}
+    if not path.exists():
+        return found
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "eval_top1" in record and int(record.get("step", 0)) <= step:
+            found = {k: v for k, v in record.items() if k.startswith("eval_")}
+            found["eval_step"] = int(record["step"])
+    return found
+
+
 class MetricWriter:
     """Writes one JSON object per call to metrics.jsonl and each scalar to TensorBoard.
 

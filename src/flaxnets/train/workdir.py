@@ -31,8 +31,26 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 def check_workdir(workdir) -> Path:
-    """Create `workdir` if needed; a one-line error if it cannot be written."""
+    """A one-line error if `workdir` could not be used, creating nothing: it must be a directory
+    (a new one, or an existing run's) whose nearest existing ancestor is writable. The run
+    creates it (`create_workdir`) only once its data and devices have been checked, so a bad
+    --data or batch size leaves no empty work directory behind."""
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise FlaxnetsError(f"--workdir {str(workdir)!r} is a file; expected a directory (a new one, or an existing run's)")
+    existing = workdir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FlaxnetsError(f"--workdir {str(workdir)!r} is not writable: {str(existing)!r} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FlaxnetsError(f"--workdir {str(workdir)!r} is not writable: permission denied in {str(existing)!r}")
+    return workdir
+
+
+def create_workdir(workdir) -> Path:
+    """Create `workdir` (checked by `check_workdir`) if needed and make sure it can be written."""
+    workdir = check_workdir(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         probe = workdir / f".write-test-{os.getpid()}"
