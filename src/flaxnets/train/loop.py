@@ -7,6 +7,7 @@ an interrupted run produces the same losses and weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import collections
 import signal
 import sys
 import threading
@@ -54,6 +55,39 @@ class _Preemption:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+#: Training batches kept on the devices ahead of the step (double buffering, as big_vision's
+#: `prefetch_to_device` default): one is being used, the next is already there.
+PREFETCH = 2
+
+
+class _Prefetch:
+    """Keeps `depth` training batches on the devices ahead of the step that uses them.
+
+    `next()` hands the oldest prefetched batch (already sharded global arrays of uint8 images);
+    `fill()`, called once the step using it is dispatched, reads and transfers the following
+    batches while the device computes. `get_state()` is the loader's position *before* the next
+    batch the step will take, so a checkpoint resumes with that batch, not after the ones
+    prefetched.
+    """
+
+    def __init__(self, loader, mesh, depth: int = 2):
+        self.loader, self.mesh, self.depth = loader, mesh, max(1, int(depth))
+        self._queue: collections.deque = collections.deque()
+
+    def fill(self) -> None:
+        while len(self._queue) < self.depth:
+            position = self.loader.get_state()
+            self._queue.append((position, parallel.shard_batch(next(self.loader), self.mesh)))
+
+    def next(self) -> dict:
+        if not self._queue:
+            self.fill()
+        return self._queue.popleft()[1]
+
+    def get_state(self):
+        return self._queue[0][0] if self._queue else self.loader.get_state()
 
 
 def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_examples: int,
@@ -240,10 +274,14 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
 
     preempted = False
     step = start_step
+    batches = _Prefetch(train_iter, mesh, depth=PREFETCH)
     with _Preemption() as preemption:
         while step < last_step:
-            batch = train_iter.__next__()
-            state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
+            batch = batches.next()
+            # Inputs are on the devices already: any implicit host<->device copy is a bug.
+            with jax.transfer_guard("disallow"):
+                state, metrics = train_step(state, batch)
+            batches.fill()  # the next batches' reading and transfer overlap with this step
             step += 1
             pending.append((step, metrics))
             if jax.process_count() > 1:
@@ -266,7 +304,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
             if line:
                 writer.write(step, line)
             if is_save:
-                ckpt.save(step, state, data_state=train_iter.get_state(),
+                ckpt.save(step, state, data_state=batches.get_state(),
                           metrics={"eval_top1": last_eval["eval_top1"]} if is_eval else None)
                 last_good = step
                 writer.flush()
