@@ -1,12 +1,14 @@
 """Two processes on 127.0.0.1 with one CPU device each train exactly what one process with two
 CPU devices trains: same losses, same checkpoint, every validation image counted once; the
-checkpoint is written by both processes together, and a two-process run resumes from it.
+checkpoint is written by both processes together, and a two-process run, or one process with
+two devices, resumes from it with the losses of the uninterrupted run.
 
 If both processes read the same shard (instead of disjoint halves of each global batch), the
 global batch would hold duplicates and the losses would differ from the one-process run.
 """
 
 import json
+import shutil
 import socket
 
 import numpy as np
@@ -47,12 +49,21 @@ def test_two_processes_train_and_resume_like_one_process_with_two_devices(digits
     assert sorted(p.name for p in (step4 / "state").glob("ocdbt.process_*")) == ["ocdbt.process_0", "ocdbt.process_1"]
     assert sorted(p.name for p in (step4 / "data").glob("process_*")) == ["process_0-of-2.json", "process_1-of-2.json"]
 
+    # The same checkpoint resumed by ONE process with two devices (the global batches do not
+    # depend on the process count): the losses of the uninterrupted run.
+    one = tmp_path / "resumed-by-one-process"
+    shutil.copytree(two, one)
+    wait_ok(start_train(digits_dir, one, log_name="one-process.log"), timeout=600)
+
     out = _two_processes(digits_dir, two, "resumed")  # resumes at step 4 and runs to the end
     assert "step 13/13" in out[0], out[0][-2000:]
 
     got, want = read_losses(two), read_losses(reference)
     assert sorted(got) == sorted(want) == list(range(1, 14))
     np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=1e-5)
+    by_one = read_losses(one)
+    assert sorted(by_one) == list(range(1, 14))
+    np.testing.assert_allclose([by_one[s] for s in range(1, 14)], [want[s] for s in range(1, 14)], rtol=1e-5)
     # Every one of the 360 validation images once, whatever the number of processes.
     assert _eval_counts(two) == _eval_counts(reference) == {6: 360, 12: 360, 13: 360}
 

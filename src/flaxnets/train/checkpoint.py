@@ -31,6 +31,33 @@ def _process_file(directory: epath.Path) -> epath.Path:
     return directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
 
 
+class ProcessCountChanged(FlaxnetsError):
+    """A checkpoint's data positions cannot be taken over by this run's process count."""
+
+
+def _state_of_other_process_count(directory: epath.Path, wanted: epath.Path):
+    """The data position of a checkpoint saved by another number of processes.
+
+    flaxnets' training loader keeps one position for the whole stream (the global step, seed,
+    data size and global batch size), and each process takes its slice of every global batch,
+    so the global batches do not depend on the process count (docs/RELIABILITY.md): when every
+    saved process recorded the same position, this process continues from it. Otherwise (a
+    loader whose positions are per process) this is one line naming both counts.
+    """
+    saved = sorted(directory.glob("process_*-of-*.json"))
+    if not saved:
+        raise FileNotFoundError(f"{wanted}: no data-iterator state in this checkpoint")
+    counts = {p.name.rsplit("-of-", 1)[1].removesuffix(".json") for p in saved}
+    records = [json.loads(p.read_text()) for p in saved]
+    here = jax.process_count()
+    if (len(counts) == 1 and len(saved) == int(next(iter(counts)))
+            and all(r == records[0] for r in records) and records[0]["kind"] == "json"):
+        return records[0]["value"]
+    raise ProcessCountChanged(
+        f"{directory.parent}: saved by {' or '.join(sorted(counts))} processes with differing data positions; "
+        f"this run has {here}: resume with the same process count")
+
+
 class DataStateHandler(ocp.CheckpointHandler):
     """Stores a JSON-able value (or bytes) per process: the input iterator's `get_state()`."""
 
@@ -45,9 +72,7 @@ class DataStateHandler(ocp.CheckpointHandler):
     def restore(self, directory: epath.Path, args: "DataStateRestore | None" = None):
         path = _process_file(directory)
         if not path.exists():
-            raise FileNotFoundError(
-                f"{path}: no data-iterator state for this process (was the run saved with a different process count?)"
-            )
+            return _state_of_other_process_count(directory, path)
         record = json.loads(path.read_text())
         return record["value"].encode() if record["kind"] == "bytes" else record["value"]
 
@@ -162,6 +187,8 @@ class Checkpointer:
             try:
                 state, data_state = self.restore(step, abstract_state, with_data=with_data)
                 return step, state, data_state
+            except ProcessCountChanged:
+                raise  # readable, but not by this many processes: move nothing aside
             except Exception as e:  # any failure to read back means this checkpoint is unusable
                 reason = (str(e).strip().splitlines() or [""])[0][:200]
                 aside = self.directory.parent / f"{CHECKPOINT_DIR}-unreadable"

@@ -9,6 +9,7 @@ returns its last logged evaluation.
 
 from __future__ import annotations
 
+import collections
 import signal
 import sys
 import threading
@@ -73,6 +74,39 @@ class _Preemption:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous = {}
+
+
+#: Training batches kept on the devices ahead of the step (double buffering, as big_vision's
+#: `prefetch_to_device` default): one is being used, the next is already there.
+PREFETCH = 2
+
+
+class _Prefetch:
+    """Keeps `depth` training batches on the devices ahead of the step that uses them.
+
+    `next()` hands the oldest prefetched batch (already sharded global arrays of uint8 images);
+    `fill()`, called once the step using it is dispatched, reads and transfers the following
+    batches while the device computes. `get_state()` is the loader's position *before* the next
+    batch the step will take, so a checkpoint resumes with that batch, not after the ones
+    prefetched.
+    """
+
+    def __init__(self, loader, mesh, depth: int = 2):
+        self.loader, self.mesh, self.depth = loader, mesh, max(1, int(depth))
+        self._queue: collections.deque = collections.deque()
+
+    def fill(self) -> None:
+        while len(self._queue) < self.depth:
+            position = self.loader.get_state()
+            self._queue.append((position, parallel.shard_batch(next(self.loader), self.mesh)))
+
+    def next(self) -> dict:
+        if not self._queue:
+            self.fill()
+        return self._queue.popleft()[1]
+
+    def get_state(self):
+        return self._queue[0][0] if self._queue else self.loader.get_state()
 
 
 def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_examples: int,
@@ -288,6 +322,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     preempted = None
     step = start_step
     evaluated = False
+    batches = _Prefetch(train_iter, mesh, depth=PREFETCH)
     preemption = _Preemption(ctrl_c=jax.process_count() == 1)
     try:
         with preemption:
@@ -295,8 +330,11 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
                 if step == start_step:
                     progress.message(f"step {step + 1}: compiling the train step (this first step takes longer) ...")
                     first_started = time.perf_counter()
-                batch = train_iter.__next__()
-                state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
+                batch = batches.next()
+                # Inputs are on the devices already: any implicit host<->device copy is a bug.
+                with jax.transfer_guard("disallow"):
+                    state, metrics = train_step(state, batch)
+                batches.fill()  # the next batches' reading and transfer overlap with this step
                 step += 1
                 pending.append((step, metrics))
                 if step == first_step:
@@ -329,7 +367,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
                     if line:
                         writer.write(step, line)
                     if is_save:
-                        ckpt.save(step, state, data_state=train_iter.get_state(),
+                        ckpt.save(step, state, data_state=batches.get_state(),
                                   metrics={"eval_top1": last_eval["eval_top1"]} if is_eval else None)
                         last_good = step
                         writer.flush()

@@ -84,7 +84,12 @@ def sync_config(workdir: Path, config: Config, *, resuming: bool, allow_config_c
     path = Path(workdir) / CONFIG_FILE
     new = config.to_dict()
     if resuming and path.exists():
-        changes = _config_differences(json.loads(path.read_text()), new)
+        old = json.loads(path.read_text())
+        try:  # keys a newer flaxnets added are compared at their defaults, not as changes
+            old = Config.from_dict(old).to_dict()
+        except UsageError:
+            pass
+        changes = _config_differences(old, new)
         if changes and not allow_config_change:
             shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
             raise FlaxnetsError(
