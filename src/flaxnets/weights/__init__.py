@@ -18,7 +18,7 @@ import jax
 from flax import nnx
 
 from flaxnets.errors import FlaxnetsError
-from flaxnets.models import create_model
+from flaxnets import models
 from flaxnets.weights import common
 from flaxnets.weights.common import WeightsInfo, imagenet_class_names
 from flaxnets.weights.keras import is_keras_file, load_keras
@@ -71,7 +71,8 @@ def create_pretrained(name: str, path, **overrides):
     array comes from the file), which makes this much faster than create_model + load_weights.
     """
     info = inspect_weights(path)
-    model = nnx.eval_shape(lambda: create_model(name, **{**info.model_overrides(), **overrides}))
+    # Looked up at call time (as the training loop does), so a swapped-in model is used.
+    model = nnx.eval_shape(lambda: models.create_model(name, **{**info.model_overrides(), **overrides}))
     info = load_weights(model, path)
     left = [".".join(map(str, p)) for p, v in nnx.to_flat_state(nnx.state(model))
             if isinstance(v.value, jax.ShapeDtypeStruct)]
