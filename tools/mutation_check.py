@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -191,13 +192,25 @@ def run_tests(checkout: Path, tests, workers: int, log: Path) -> tuple[int, floa
     return status, time.monotonic() - start
 
 
-def select(args) -> list[Mutation]:
+def verdict_of(status: int, log: Path) -> str:
+    """"caught" where a test failed an assertion (a comparison with the reference), "survived"
+    where all passed, else an error: a crash or a collection failure proves nothing."""
+    if status == 0:
+        return "survived"
+    # Each failure's traceback ends in "path.py:LINE: ExceptionType".
+    raised = re.findall(r"^\S+\.py:\d+: (\w+)$", log.read_text(), flags=re.MULTILINE)
+    if status == 1 and raised and set(raised) == {"AssertionError"}:
+        return "caught"
+    return f"error (pytest exit {status}; see the log)"
+
+
+def select(args, parser) -> list[Mutation]:
     chosen = list(MUTATIONS)
     if args.only:
         wanted = [n for group in args.only for n in group.split(",") if n]
         unknown = sorted(set(wanted) - {m.name for m in MUTATIONS})
         if unknown:
-            raise SystemExit(f"mutation_check: unknown mutation {', '.join(unknown)}; --list shows them")
+            parser.error(f"unknown mutation {', '.join(unknown)}; --list shows them")
         chosen = [m for m in chosen if m.name in wanted]
     if args.k:
         chosen = [m for m in chosen if any(k.lower() in m.name.lower() for k in args.k)]
@@ -225,7 +238,7 @@ def main(argv=None) -> int:
     if problems:
         print("mutation_check: the mutation list is broken:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    chosen = select(args)
+    chosen = select(args, parser)
     if args.list:
         for m in chosen:
             print(f"{m.name}{' (quick)' if m.quick else ''}: {m.what}\n    {m.file}\n    " + "\n    ".join(m.tests))
@@ -239,16 +252,17 @@ def main(argv=None) -> int:
     logs.mkdir()
     copy_checkout(checkout)
     print(f"checkout copied to {checkout}; pytest logs in {logs}", flush=True)
+    results, failed_baseline = [], False
     try:
         if not args.no_baseline:
             tests = sorted({t for m in chosen for t in m.tests})
             status, seconds = run_tests(checkout, tests, args.workers, logs / "baseline.log")
             print(f"baseline (unmutated, {len(tests)} tests): exit {status} in {seconds:.0f} s", flush=True)
             if status != 0:
+                failed_baseline = True
                 print(f"mutation_check: the tests fail without any mutation; see {logs / 'baseline.log'}",
                       file=sys.stderr)
                 return 2
-        results = []
         for m in chosen:
             path = checkout / m.file
             original = path.read_text()
@@ -257,11 +271,14 @@ def main(argv=None) -> int:
                 status, seconds = run_tests(checkout, m.tests, args.workers, logs / f"{m.name}.log")
             finally:
                 path.write_text(original)
-            verdict = {0: "survived", 1: "caught"}.get(status, f"error (pytest exit {status})")
+            verdict = verdict_of(status, logs / f"{m.name}.log")
             results.append((m, verdict, seconds))
             print(f"{verdict:>9}  {m.name}  ({seconds:.0f} s)", flush=True)
     finally:
-        if not args.keep:
+        # Kept where a run went wrong, so that its log can be read.
+        if args.keep or failed_baseline or any(v.startswith("error") for _, v, _ in results):
+            print(f"kept {work}", flush=True)
+        else:
             shutil.rmtree(work, ignore_errors=True)
 
     print()
