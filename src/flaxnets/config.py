@@ -71,6 +71,15 @@ class ModelConfig:
     #: None: BatchNorm statistics over the whole global batch; N: per group of N examples
     #: (the TF references compute them per replica).
     bn_group_size: Optional[int] = None
+    #: What the BatchNorm moving variance moves towards: "biased" (the batch variance it normalises
+    #: with, sum / n) or "unbiased" (Bessel-corrected, sum / (n - 1)), n the examples x positions
+    #: the batch statistics average over (per group under bn_group_size). tf_keras'
+    #: BatchNormalization on 4-D inputs is fused (`build`: fused = rank in (4, 5)) and its
+    #: `_fused_batch_norm` keeps the fused op's corrected variance (`_bessels_correction_test_only`;
+    #: tensorflow core/kernels/fused_batch_norm_op.cc `rest_size_adjust`): TF-Vision is "unbiased".
+    #: TF-TPU EfficientNet's `TpuBatchNormalization` (utils.py) refuses fused=True and overrides
+    #: `_moments` (tf.nn.moments, then E[x^2] - E[x]^2 across replicas): "biased".
+    bn_moving_variance: Literal["biased", "unbiased"] = "biased"
     #: Compute precision; parameters, BatchNorm statistics, logits and the loss stay float32.
     dtype: Literal["bfloat16", "float32"] = "float32"
 

@@ -94,6 +94,38 @@ def test_bn_group_size_normalises_each_group_like_numpy():
         bn(jnp.zeros((6, 5, 5, 3)))
 
 
+@pytest.mark.parametrize("shape,group", [((8, 5, 5, 3), 4), ((8, 3), None), ((8, 3), 4)])
+def test_unbiased_moving_variance_moves_towards_the_bessel_corrected_variance(shape, group):
+    """`moving_variance="unbiased"` (TF-Vision's fused Keras BatchNorm) moves the running variance
+    towards n / (n - 1) times the batch variance, n the values one moment averages over (per group),
+    while the batch is normalised with the biased one either way; "biased" moves it towards the
+    biased variance. The 2-D cases are MobileNetV4's pre-logits norm on pooled features, where n
+    is the examples alone (8 / 7 or 4 / 3 here)."""
+    x = np.random.default_rng(1).normal(2.0, 3.0, shape).astype(np.float32)
+    groups = x.reshape((-1, group or shape[0]) + shape[1:])
+    axes = tuple(range(1, groups.ndim - 1))
+    outputs = {}
+    for estimate, ddof in (("biased", 0), ("unbiased", 1)):
+        bn = BatchNorm(3, momentum=0.0, group_size=group, moving_variance=estimate)
+        outputs[estimate] = np.asarray(bn(jnp.asarray(x)))
+        expected = groups.var(axis=axes, ddof=ddof).reshape(-1, 3).mean(0)
+        np.testing.assert_allclose(bn.var.value, expected, rtol=1e-5)
+    np.testing.assert_array_equal(outputs["biased"], outputs["unbiased"])
+    with pytest.raises(FlaxnetsError, match="moving_variance='bessel'; expected biased or unbiased"):
+        BatchNorm(3, moving_variance="bessel")
+
+
+def test_bn_moving_variance_reaches_every_batch_norm():
+    """The `bn_moving_variance` knob is handed to every BatchNorm of a model, the pre-logits norm
+    included (a knob dropped on the way would leave the layers at "biased")."""
+    model = create_model("mobilenet_v4_conv_small", num_classes=10, bn_moving_variance="unbiased")
+    norms = [m for _, m in nnx.iter_modules(model) if isinstance(m, BatchNorm)]
+    assert norms and {bn.moving_variance for bn in norms} == {"unbiased"}
+    assert model.pre_logits_bn.moving_variance == "unbiased"
+    with pytest.raises(FlaxnetsError, match="bn_moving_variance='bessel'"):
+        create_model("mobilenet_v4_conv_small", bn_moving_variance="bessel")
+
+
 @pytest.mark.slow
 def test_bn_group_size_makes_a_model_see_each_group_alone(make_model):
     grouped = make_model("mobilenet_v3_small", num_classes=10, dropout_rate=0.0, bn_group_size=2)

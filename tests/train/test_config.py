@@ -97,7 +97,8 @@ def test_from_dict_rejects_unknown_and_mistyped():
 
 def test_model_overrides_omit_defaults():
     m = ModelConfig(name="efficientnet_b0", bn_momentum=0.99, dtype="bfloat16")
-    assert m.overrides() == {"bn_momentum": 0.99, "dtype": "bfloat16"}
+    # dtype and bn_moving_variance have no None: always handed over.
+    assert m.overrides() == {"bn_momentum": 0.99, "dtype": "bfloat16", "bn_moving_variance": "biased"}
 
 
 def test_config_keys_cover_sections():

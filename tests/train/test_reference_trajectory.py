@@ -36,7 +36,11 @@ every learning rate within 1e-7 relative or one float32 spacing, whichever is la
 finer than float32 resolves at some values, 2**-23 = 1.19e-7, and the references order the
 warmup's float32 arithmetic differently from each other); after K steps every weight, BatchNorm
 statistic and EMA tensor within 1e-4 relative: its L2 norm and absolute sum to 1e-4 relative,
-its sum to 1e-4 of its absolute sum, each sampled entry to 1e-4 of the tensor's RMS.
+its sum to 1e-4 of its absolute sum, each sampled entry to 1e-4 of the tensor's RMS. Moving
+variances included: the recipe's `model.bn_moving_variance` says which variance the reference's
+BatchNorm moves them towards (Keras' fused BatchNorm, TF-Vision: n / (n - 1) times the batch
+variance; TF-TPU's unfused TpuBatchNormalization: the batch variance), and it must be the one the
+golden records as having run (`bn_moving_variance`, written by the tool from the layers it built).
 
 bfloat16 (the recipes' precision: convolutions and activations in bfloat16, parameters,
 BatchNorm statistics, logits and loss in float32): every step's loss within 1e-2 relative of the
@@ -45,15 +49,10 @@ relative); the forward alone already moves B0's first loss by 2.3e-3, and over i
 largest departure measured was 4.6e-3; 1e-2 leaves about twice that. (It is a coarse check:
 the loss moves by about 1e-2 from one step to the next here.)
 
-Two documented differences are accounted for exactly or bounded (docs/REFERENCE_TRAJECTORIES.md):
+Two documented differences are accounted for (docs/REFERENCE_TRAJECTORIES.md):
 - TF-Vision's EMA starts from zeros (ema_optimizer.py `shadow_copy`), ours from the initial
   weights (TF1's ExponentialMovingAverage, TF-TPU): after K updates the two differ by exactly
   P * w0, P the product of the K dynamic decays, which is subtracted from ours before comparing.
-- Keras' fused BatchNorm (TF-Vision) moves the moving variance towards n / (n - 1) times the
-  batch variance, ours (and TF-TPU's unfused TpuBatchNormalization) towards the batch variance:
-  for those goldens a moving variance may also differ by 10 * (1 - momentum**K) / (n - 1)
-  relative, n the examples per BatchNorm group times the layer's positions (the Bessel factor's
-  effect with batch variances up to 10x the moving one; 64 px leaves 2 x 2 positions).
 - Under MirroredStrategy, Keras' BatchNorm statistics are ON_READ variables: one copy per
   replica, each moved by its replica's batch, read as their mean. The reference's EMA (both
   TF-Vision's and TF1's) updates each device's average from that device's copy, so the average
@@ -241,12 +240,13 @@ def run_ours(config, golden: dict):
     return np.array(losses), np.array(lrs), jax.device_get(state), paths
 
 
-def tensor_errors(name: str, values: dict[tuple, np.ndarray], paths, summaries, rtols, indices=None) -> list[str]:
+def tensor_errors(name: str, values: dict[tuple, np.ndarray], paths, summaries, indices=None,
+                  rtol: float = TENSOR_RTOL) -> list[str]:
     """Where our final tensors leave the golden's summaries (tolerances in the docstring), for
     the golden's variables `indices` (default all)."""
     errors = []
     for index in range(len(paths)) if indices is None else indices:
-        (path, _), ref, rtol = paths[index], summaries[index], rtols[index]
+        (path, _), ref = paths[index], summaries[index]
         ours = ti.summarize(values[path], index)
         rms = ref["l2"] / np.sqrt(values[path].size)
         bad = []
@@ -262,20 +262,6 @@ def tensor_errors(name: str, values: dict[tuple, np.ndarray], paths, summaries, 
         if bad:
             errors.append(f"{name} {'/'.join(map(str, path))}: " + "; ".join(bad))
     return errors
-
-
-def tensor_rtols(config, golden: dict, paths) -> list[float]:
-    """TENSOR_RTOL, plus the Bessel allowance on moving variances where the reference's
-    BatchNorm is Keras' fused one (module docstring)."""
-    rtols = []
-    group = golden["batch"] // golden["replicas"]
-    for ref, (_, positions) in zip(golden["variables"], paths):
-        rtol = TENSOR_RTOL
-        if ref["role"] == "moving_variance" and golden["bn_moving_variance"] == "unbiased":
-            n = group * positions
-            rtol += 10.0 * (1.0 - config.model.bn_momentum ** golden["steps"]) / (n - 1)
-        rtols.append(rtol)
-    return rtols
 
 
 def ema_start_weight(config, steps: int) -> float:
@@ -329,9 +315,8 @@ def test_trajectory_float32(case, replicas):
     check_learning_rates(lrs, golden)
     np.testing.assert_allclose(losses, golden["loss"], rtol=LOSS_RTOL, err_msg="loss per step")
 
-    rtols = tensor_rtols(config, golden, paths)
     values = {**flat_values(state.params), **flat_values(state.batch_stats)}
-    errors = tensor_errors("weight", values, paths, golden["final"], rtols)
+    errors = tensor_errors("weight", values, paths, golden["final"])
     if "final_ema" in golden:
         assert state.ema_params is not None, "the reference averages the weights; the recipe has no EMA"
         ema = flat_values(state.ema_params)
@@ -346,7 +331,7 @@ def test_trajectory_float32(case, replicas):
             # Under MirroredStrategy the reference's EMA averages each replica's own BatchNorm
             # statistics (module docstring); ours averages the replica-averaged ones.
             compared = [i for i, ref in enumerate(golden["variables"]) if not ref["role"].startswith("moving_")]
-        errors += tensor_errors("EMA", ema, paths, golden["final_ema"], rtols, compared)
+        errors += tensor_errors("EMA", ema, paths, golden["final_ema"], compared)
     else:
         assert state.ema_params is None, "the recipe averages the weights; the reference does not"
     assert not errors, f"{len(errors)} tensors differ after {golden['steps']} steps:\n" + "\n".join(errors[:20])

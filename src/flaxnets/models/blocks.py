@@ -49,7 +49,7 @@ from flax import nnx
 
 from flaxnets.errors import FlaxnetsError
 from flaxnets.models.layers import (
-    ACTIVATIONS, BatchNorm, Conv2d, Dense, DepthwiseConv2d, LayerScale, MatMul, SqueezeExcite,
+    ACTIVATIONS, MOVING_VARIANCES, BatchNorm, Conv2d, Dense, DepthwiseConv2d, LayerScale, MatMul, SqueezeExcite,
     activation_fn, initializers, make_divisible, round_channels, round_repeats,
 )
 
@@ -218,6 +218,7 @@ class Knobs:
     dtype: str | jnp.dtype = "float32"
     padding: str = "same"
     bn_group_size: int | None = None
+    bn_moving_variance: str = "biased"
 
     def check(self) -> "Knobs":
         """Validate values, raising FlaxnetsError naming the bad one."""
@@ -234,6 +235,9 @@ class Knobs:
                 raise FlaxnetsError(f"{name}={getattr(self, name)!r}; expected 0 <= value < 1")
         if self.bn_group_size is not None and self.bn_group_size < 1:
             raise FlaxnetsError(f"bn_group_size={self.bn_group_size!r}; expected None or >= 1")
+        if self.bn_moving_variance not in MOVING_VARIANCES:
+            raise FlaxnetsError(f"bn_moving_variance={self.bn_moving_variance!r}; expected "
+                                f"{' or '.join(MOVING_VARIANCES)}")
         if self.num_classes < 1:
             raise FlaxnetsError(f"num_classes={self.num_classes!r}; expected >= 1")
         try:
@@ -248,9 +252,11 @@ class Knobs:
 
 
 def batch_norm(channels: int, knobs: Knobs) -> BatchNorm:
-    """A BatchNorm with the knobs' momentum, epsilon, group size and compute dtype."""
+    """A BatchNorm with the knobs' momentum, epsilon, group size, moving-variance estimate and
+    compute dtype."""
     return BatchNorm(channels, momentum=knobs.bn_momentum, epsilon=knobs.bn_epsilon,
-                     group_size=knobs.bn_group_size, dtype=jnp.dtype(knobs.dtype))
+                     group_size=knobs.bn_group_size, moving_variance=knobs.bn_moving_variance,
+                     dtype=jnp.dtype(knobs.dtype))
 
 
 def _residual(in_channels: int, out_channels: int, stride: int) -> bool:

@@ -390,6 +390,10 @@ class Dense(nnx.Linear):
         return _record(self, super().__call__(x))
 
 
+#: What a BatchNorm's moving variance moves towards (`BatchNorm(moving_variance=...)`).
+MOVING_VARIANCES = ("biased", "unbiased")
+
+
 class BatchNorm(nnx.Module):
     """Batch normalisation over NHWC features, statistics always in float32.
 
@@ -398,13 +402,22 @@ class BatchNorm(nnx.Module):
     as the TF references do per replica; the running statistics move towards the mean of the
     group moments. Running stats: `new = momentum * old + (1 - momentum) * batch` (Keras/TF
     convention). `use_running_average` is switched by `model.train()` / `model.eval()`.
+
+    The batch is always normalised with the biased variance (sum / n, n the examples x positions
+    a moment averages over: the whole batch's or one group's). `moving_variance="unbiased"` moves
+    the running variance towards n / (n - 1) times it instead, as the fused BatchNorm of TF and
+    Keras does (TF-Vision; `ModelConfig.bn_moving_variance` cites the code); n = 1 keeps the
+    variance, as the fused op does. After a convolution n is large and the factor near 1; on
+    pooled 1x1 features n is the group's examples (128 / 127 for MobileNetV4's pre-logits norm).
     """
 
     PARAM_KINDS = {"scale": "bn_scale", "bias": "bn_bias"}
 
     def __init__(self, num_features: int, *, momentum: float = 0.99, epsilon: float = 1e-3,
-                 group_size: int | None = None, dtype=jnp.float32,
+                 group_size: int | None = None, moving_variance: str = "biased", dtype=jnp.float32,
                  use_running_average: bool = False):
+        if moving_variance not in MOVING_VARIANCES:
+            raise FlaxnetsError(f"moving_variance={moving_variance!r}; expected {' or '.join(MOVING_VARIANCES)}")
         self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
         self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
@@ -412,6 +425,7 @@ class BatchNorm(nnx.Module):
         self.momentum = momentum
         self.epsilon = epsilon
         self.group_size = group_size
+        self.moving_variance = moving_variance
         self.dtype = dtype
         self.use_running_average = use_running_average
 
@@ -426,7 +440,7 @@ class BatchNorm(nnx.Module):
             axes = tuple(range(x.ndim - 1))
             mean = x32.mean(axis=axes)
             var = jnp.square(x32 - mean).mean(axis=axes)
-            self._update(mean, var)
+            self._update(mean, var, math.prod(x.shape[:-1]))
         else:
             batch = x.shape[0]
             if batch % self.group_size:
@@ -437,15 +451,20 @@ class BatchNorm(nnx.Module):
             axes = tuple(range(1, groups.ndim - 1))
             mean = groups.mean(axis=axes, keepdims=True)
             var = jnp.square(groups - mean).mean(axis=axes, keepdims=True)
-            self._update(mean.reshape(-1, x.shape[-1]).mean(0), var.reshape(-1, x.shape[-1]).mean(0))
+            self._update(mean.reshape(-1, x.shape[-1]).mean(0), var.reshape(-1, x.shape[-1]).mean(0),
+                         self.group_size * math.prod(x.shape[1:-1]))
             y = (groups - mean) * jax.lax.rsqrt(var + self.epsilon)
             y = y.reshape(x.shape) * self.scale.value + self.bias.value
             return y.astype(self.dtype)
         y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale.value + self.bias.value
         return y.astype(self.dtype)
 
-    def _update(self, mean, var):
+    def _update(self, mean, var, n: int):
+        """Move the running statistics towards a batch's `mean` and biased `var`, both averaged
+        over `n` values per feature."""
         m = self.momentum
+        if self.moving_variance == "unbiased":
+            var = var * (n / max(n - 1, 1))
         self.mean.value = m * self.mean.value + (1.0 - m) * mean
         self.var.value = m * self.var.value + (1.0 - m) * var
 

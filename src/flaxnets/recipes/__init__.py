@@ -26,8 +26,8 @@ SOURCED_SECTIONS = ("model", "data", "optimizer", "schedule", "loss", "train", "
 CORE_KEYS = (
     "optimizer.name", "schedule.name", "schedule.base_lr", "train.global_batch_size", "train.epochs",
     "loss.label_smoothing", "ema.decay", "data.mean", "data.std", "data.crop", "data.interpolation",
-    "data.image_size", "model.bn_momentum", "model.bn_epsilon", "model.bn_group_size", "model.dropout_rate",
-    "model.stochastic_depth_rate",
+    "data.image_size", "model.bn_momentum", "model.bn_epsilon", "model.bn_group_size", "model.bn_moving_variance",
+    "model.dropout_rate", "model.stochastic_depth_rate",
 )
 
 

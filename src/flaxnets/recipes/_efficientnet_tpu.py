@@ -38,6 +38,10 @@ def efficientnet_tpu_sources(variant: str) -> dict[str, str]:
         "model.activation": f"{TPU_MODEL} (swish throughout: the table's own activation, so none replaced)",
         "model.bn_group_size": (f"{TPU_UTILS}:147-151 (per replica up to 8 shards) with {TPU_MAIN}:128 (batch 2048) "
                                 "on 8 cores: 256 (see recipes/_efficientnet_tpu.py)"),
+        "model.bn_moving_variance": (f"{TPU_BUILDER} efficientnet (batch_norm=utils.TpuBatchNormalization) -> "
+                                     f"{TPU_UTILS}:141-163 (TpuBatchNormalization: __init__ refuses fused=True, _moments "
+                                     "(tf.nn.moments, then E[x^2] - E[x]^2 over replica groups): the biased variance, "
+                                     "which the unfused Keras path moves the moving variance towards)"),
         "model.dtype": f"{TPU_MAIN}:221 (use_bfloat16 default True; the seed's best run used float32)",
         "data.image_size": row,
         "data.crop": f"{TPU_PREPROCESSING}:96-113 (_decode_and_random_crop, centre-crop fallback)",
@@ -86,7 +90,7 @@ def efficientnet_tpu_config(variant: str) -> Config:
         source="tensorflow/tpu models/official/efficientnet (main.py, utils.py, efficientnet_builder.py)",
         model=ModelConfig(name=f"efficientnet_{variant}", bn_momentum=0.99, bn_epsilon=1e-3, dropout_rate=dropout,
                           stochastic_depth_rate=0.2, kernel_init="tf_tpu", activation=None, dtype="bfloat16",
-                          bn_group_size=256),
+                          bn_group_size=256, bn_moving_variance="biased"),
         data=DataConfig(image_size=size, crop="tf_tpu", crop_area_range=(0.08, 1.0),
                         crop_aspect_range=(0.75, 4.0 / 3.0), flip=True, eval_crop_fraction=size / (size + CROP_PADDING),
                         interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD, augment="none",

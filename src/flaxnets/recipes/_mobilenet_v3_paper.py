@@ -31,6 +31,10 @@ def paper_sources(model: str) -> dict[str, str]:
                               f"stddev 0.09 ({SLIM_MOBILENET} training_scope), which flaxnets does not offer; "
                               "TF-Vision's MobileNet scheme instead"),
         "model.bn_group_size": f"{PAPER} (4096 on a 4x4 TPU pod: 128 images per chip)",
+        "model.bn_moving_variance": (f"unstated in the paper; its TF-slim code ({SLIM_MOBILENET} training_scope) "
+                                     "normalises with slim.batch_norm, whose fused path (tf.contrib.layers "
+                                     "batch_norm: fused None -> True; _fused_batch_norm) moves the moving variance "
+                                     "towards the fused op's Bessel-corrected variance"),
         "model.dtype": f"unstated in the paper; {Y}:4 (bfloat16 on TPU)",
         "data.image_size": "paper section 6 (224 x 224 ImageNet results, Table 3)",
         "data.crop": f"{PAPER} ('the same image preprocessing as Inception'): {SLIM_INCEPTION} preprocess_for_train",
@@ -84,7 +88,8 @@ def paper_config(name: str, model: str) -> Config:
         name=name,
         source="Howard et al. 2019, section 6.1.1 (unstated values: TF-Vision imagenet_mobilenetv3small_tpu.yaml)",
         model=ModelConfig(name=model, bn_momentum=0.99, bn_epsilon=1e-3, dropout_rate=0.2,
-                          stochastic_depth_rate=0.0, kernel_init="tf_vision", dtype="bfloat16", bn_group_size=128),
+                          stochastic_depth_rate=0.0, kernel_init="tf_vision", dtype="bfloat16", bn_group_size=128,
+                          bn_moving_variance="unbiased"),
         data=DataConfig(image_size=224, crop="inception", crop_area_range=(0.05, 1.0), crop_aspect_range=(0.75, 1.33),
                         flip=True, eval_crop_fraction=0.875, interpolation="bilinear", mean=INCEPTION_MEAN,
                         std=INCEPTION_STD, augment="none", num_train_examples=1_281_167),

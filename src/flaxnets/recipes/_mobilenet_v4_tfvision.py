@@ -18,6 +18,7 @@ from flaxnets.config import (Config, DataConfig, EmaConfig, LossConfig, ModelCon
                              ScheduleConfig, TrainConfig)
 
 from flaxnets.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from flaxnets.recipes._references import TFV_MOVING_VARIANCE
 
 NUM_TRAIN = 1_281_167
 
@@ -30,6 +31,7 @@ _LR = "official/modeling/optimization/configs/learning_rate_config.py"
 DEFAULT_SOURCES = {
     "model.kernel_init": "official/vision/modeling/backbones/mobilenet.py:1230",
     "model.bn_group_size": f"{_IC}:381",
+    "model.bn_moving_variance": TFV_MOVING_VARIANCE,
     "optimizer.b2": f"{_OPT}:184",
     "optimizer.epsilon_hat": "official/modeling/optimization/legacy_adamw.py:50",
     "optimizer.l2_exclude": "official/vision/modeling/backbones/mobilenet.py:1240",
@@ -77,7 +79,7 @@ def config(name: str, *, model: str, batch: int, train_steps: int, base_lr: floa
             name=model, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, dropout_rate=dropout,
             stochastic_depth_rate=stochastic_depth,
             stochastic_depth_rule="flat" if flat_stochastic_depth else "tf_vision_specs",
-            kernel_init="tf_vision", dtype=dtype, bn_group_size=BN_GROUP),
+            kernel_init="tf_vision", dtype=dtype, bn_group_size=BN_GROUP, bn_moving_variance="unbiased"),
         data=DataConfig(
             image_size=image_size, crop="tf_vision", interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD,
             augment="randaugment", randaugment_num_layers=2, randaugment_magnitude=magnitude,

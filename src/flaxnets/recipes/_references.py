@@ -13,6 +13,7 @@ VERSIONS = (
     ("TF-TPU EfficientNet (tensorflow/tpu models/official/efficientnet/)",
      "7dc921f (2026-03-03); preprocessing.py's CROP_PADDING at 80c0773, before 22d5cab (2021-11-15) "
      "replaced it by CROP_FRACTION 0.875"),
+    ("tf-keras (keras-team/tf-keras tf_keras/layers/normalization/batch_normalization.py)", "dd0a723"),
     ("TF-slim (tensorflow/models research/slim/)", "417e1f5; cited by function, whose lines move between versions"),
     ("MobileNetV3 paper", "Howard et al., \"Searching for MobileNetV3\", ICCV 2019; section numbers"),
     ("seed", "the project's seed write-ups of earlier JAX runs (000: MobileNet v3 Large, 001: EfficientNet)"),
@@ -42,6 +43,17 @@ TPU_BUILDER = _EFFICIENTNET + "efficientnet_builder.py"
 TPU_MODEL = _EFFICIENTNET + "efficientnet_model.py"
 TPU_PREPROCESSING = _EFFICIENTNET + "preprocessing.py"
 
+#: tf_keras' BatchNormalization: on 4-D inputs fused (`build`, :356-357), and `_fused_batch_norm`
+#: (:896) keeps the fused op's Bessel-corrected variance for the moving average
+#: (`_bessels_correction_test_only` True, :243; tensorflow core/kernels/fused_batch_norm_op.cc
+#: `rest_size_adjust`).
+TF_KERAS_BN = "tf_keras/layers/normalization/batch_normalization.py"
+#: Why a TF-Vision recipe's moving variance is the Bessel-corrected one.
+TFV_MOVING_VARIANCE = (f"{TFV_MOBILENET} and official/vision/modeling/layers/nn_blocks.py (tf_keras "
+                       "BatchNormalization, synchronized=use_sync_bn false) -> "
+                       f"{TF_KERAS_BN}:356-357 (build: fused on 4-D inputs) and :896 (_fused_batch_norm keeps "
+                       "the fused op's n / (n - 1) variance: _bessels_correction_test_only, :243)")
+
 SLIM_INCEPTION = "research/slim/preprocessing/inception_preprocessing.py"
 SLIM_MOBILENET = "research/slim/nets/mobilenet/mobilenet.py"
 
@@ -54,6 +66,7 @@ def tf_vision_sources(yaml: str) -> dict[str, str]:
         "model.num_classes": f"ours: the 1000 ImageNet classes; {yaml}:7 has 1001 (TF's unused background class)",
         "model.kernel_init": (f"{TFV_MOBILENET}:1230 (backbone VarianceScaling); head: {TFV_FACTORY}:85 "
                               "(random_uniform)"),
+        "model.bn_moving_variance": TFV_MOVING_VARIANCE,
         "model.dtype": f"{yaml}:4 (mixed_precision_dtype bfloat16)",
         "data.image_size": f"{yaml}:8",
         "data.crop": f"{TFV_PARSER}:200-204 (random_crop_image_v2, centre-crop fallback)",

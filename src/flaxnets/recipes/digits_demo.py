@@ -24,6 +24,7 @@ SOURCES = {
     "model.dropout_rate": OURS,
     "model.stochastic_depth_rate": OURS,
     "model.bn_group_size": "ours: statistics over the whole (small) batch",
+    "model.bn_moving_variance": "ours: flaxnets' default (the biased variance the batch is normalised with)",
     "model.dtype": "ours: float32 (CPU)",
     "data.image_size": "ours: the 8x8 digits exported as 32x32 images",
     "data.crop": OURS,

@@ -31,6 +31,8 @@ SOURCES = {
     "model.stochastic_depth_rate": f"{SEED} (stochastic depth 0.0)",
     "model.kernel_init": "ours: the write-up names no initialiser for this run; TF-TPU's scheme",
     "model.bn_group_size": "seed: 000 write-up (TPU v2-8, micro-batch 1024 on 8 cores: 128 per core)",
+    "model.bn_moving_variance": ("ours: the write-up does not say; its runs were JAX, whose flax.linen.BatchNorm "
+                                 "moves the moving variance towards the biased batch variance"),
     "model.dtype": f"{SEED} (bfloat16)",
     "data.image_size": f"{SEED} (224 x 224)",
     "data.crop": OURS,
@@ -75,7 +77,8 @@ def get_config() -> Config:
         name="mobilenet_v3_large_seed",
         source="the seed write-up's fifth MobileNet v3 Large run (74.91% top-1)",
         model=ModelConfig(name="mobilenet_v3_large", bn_momentum=0.997, bn_epsilon=1e-3, dropout_rate=0.2,
-                          stochastic_depth_rate=0.0, kernel_init="tf_tpu", dtype="bfloat16", bn_group_size=128),
+                          stochastic_depth_rate=0.0, kernel_init="tf_tpu", dtype="bfloat16", bn_group_size=128,
+                          bn_moving_variance="biased"),
         data=DataConfig(image_size=224, crop="tf_tpu", flip=True, eval_crop_fraction=0.875, interpolation="bilinear",
                         mean=INCEPTION_MEAN, std=INCEPTION_STD, augment="none", num_train_examples=1_281_167),
         optimizer=OptimizerConfig(name="rmsprop", decay=0.9, momentum=0.9, eps=0.002,

@@ -79,7 +79,7 @@ def get_config() -> Config:
         source="TF-Vision imagenet_mobilenetv3small_tpu.yaml under the mobilenet_imagenet experiment",
         model=ModelConfig(name="mobilenet_v3_small", bn_momentum=0.997, bn_epsilon=1e-3, dropout_rate=0.2,
                           stochastic_depth_rate=0.0, kernel_init="tf_vision", dtype="bfloat16",
-                          bn_group_size=128),
+                          bn_group_size=128, bn_moving_variance="unbiased"),
         data=DataConfig(image_size=224, crop="tf_vision", crop_area_range=(0.08, 1.0),
                         crop_aspect_range=(0.75, 4.0 / 3.0), flip=True, eval_crop_fraction=0.875,
                         interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD, augment="none",
