@@ -18,7 +18,7 @@ import jax
 from flax import nnx
 
 from flaxnets.errors import FlaxnetsError
-from flaxnets import models
+import flaxnets.models
 from flaxnets.weights import common
 from flaxnets.weights.common import WeightsInfo, imagenet_class_names
 from flaxnets.weights.keras import is_keras_file, load_keras
@@ -72,7 +72,7 @@ def create_pretrained(name: str, path, **overrides):
     """
     info = inspect_weights(path)
     # Looked up at call time (as the training loop does), so a swapped-in model is used.
-    model = nnx.eval_shape(lambda: models.create_model(name, **{**info.model_overrides(), **overrides}))
+    model = nnx.eval_shape(lambda: flaxnets.models.create_model(name, **{**info.model_overrides(), **overrides}))
     info = load_weights(model, path)
     left = [".".join(map(str, p)) for p, v in nnx.to_flat_state(nnx.state(model))
             if isinstance(v.value, jax.ShapeDtypeStruct)]
