@@ -206,6 +206,8 @@ def slow_from_step_3(*args, **kwargs):
         out = step(state, batch)
         calls[0] += 1
         if calls[0] >= 3:
+            if calls[0] == 3:
+                open({marker!r}, "w").close()  # the test presses Ctrl-C now, inside step 3
             time.sleep(1.0)
         return out
     return slow
@@ -219,16 +221,18 @@ sys.exit(cli.main(["train", "--recipe", "digits_demo", "--data", {data!r}, "--wo
 
 def _ctrl_c(digits, workdir, presses):
     """Run `flaxnets train` (tiny network, steps 3 on slowed) in a subprocess and press Ctrl-C
-    `presses` times once step 2 is logged; returns (status, stdout, stderr, seconds from the
-    last press to exit)."""
+    `presses` times once step 3 has started (its one-second wait); returns (status, stdout,
+    stderr, seconds from the last press to exit)."""
     import signal
     import time
 
-    script = CTRL_C_SCRIPT.format(here=str(HERE), src=str(SRC), data=str(digits), workdir=str(workdir))
+    marker = workdir.parent / f"{workdir.name}-in-step-3"
+    script = CTRL_C_SCRIPT.format(here=str(HERE), src=str(SRC), data=str(digits), workdir=str(workdir),
+                                  marker=str(marker))
     proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, JAX_PLATFORMS="cpu"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not any(step == 2 for step, _ in (train_losses(workdir) if (workdir / "metrics.jsonl").exists() else [])):
+    while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.01)
     for i in range(presses):
