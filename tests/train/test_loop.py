@@ -348,3 +348,36 @@ def test_skipped_training_files_are_counted_once_at_the_end(tmp_path, capsys):
     notes = [line for line in err.splitlines() if "skipped in training" in line]
     assert notes == ["note: 2 undecodable images skipped in training (each named above); "
                      "another image of the epoch took each one's place"], err[-2000:]
+
+
+def test_the_runs_own_evaluation_labels_a_subset_val_folder_by_class_name(digits, tmp_path, monkeypatch):
+    """Issue 21: a val/ holding only the classes 3 and 7 was labelled 0 and 1 (folder order) by
+    the training loop's evaluation, so it scored a good model at 0%; it is labelled as the
+    training data numbers its classes, as `flaxnets eval` does. A class the training data does
+    not have is one line naming it, before anything is written."""
+    import shutil
+
+    from flaxnets.errors import FlaxnetsError
+    from flaxnets.train import loop
+
+    data = tmp_path / "data"
+    shutil.copytree(digits / "train", data / "train")
+    for name in ("3", "7"):
+        shutil.copytree(digits / "val" / name, data / "val" / name)
+    seen = []
+    original = loop.data_lib.eval_loader
+
+    def capture(source, **kwargs):
+        if isinstance(source, (str, os.PathLike)):
+            source = loop.data_lib.open_source(source, "val")
+        seen.append(sorted({source[i][1] for i in range(len(source))}))
+        return original(source, **kwargs)
+
+    monkeypatch.setattr(loop.data_lib, "eval_loader", capture)
+    train(data, tmp_path / "run", stop_after_steps=1)
+    assert seen == [[3, 7]]
+
+    shutil.copytree(digits / "val" / "3", data / "val" / "cat")
+    with pytest.raises(FlaxnetsError, match=r"class 'cat' is not among the 10 classes of the training data"):
+        train(data, tmp_path / "other", stop_after_steps=1)
+    assert not (tmp_path / "other").exists()

@@ -232,7 +232,8 @@ def match_classes(source, class_names: list[str] | None, *, where: str, whose: s
     """`source` labelled by `class_names` (see `RelabelledSource`; `where` names the data and
     `whose` the class list in its error); `source` itself when `class_names` is None (unknown)
     or already its class list."""
-    if class_names is None or list(source.class_names) == list(class_names):
+    own = getattr(source, "class_names", None)
+    if class_names is None or own is None or list(own) == list(class_names):
         return source
     return RelabelledSource(source, class_names, where=where, whose=whose)
 

@@ -30,6 +30,7 @@ from flaxnets.train.checkpoint import Checkpointer, abstract_like
 from flaxnets.train.evaluate import eval_batch_size, evaluate_state
 from flaxnets.train.from_config import create_model_from_config, resolve_preprocessing, train_step_from_config
 from flaxnets.data.decode import skipped_note
+from flaxnets.data.sources import match_classes, split_folder
 from flaxnets.train.metrics import MetricWriter, last_evaluation
 from flaxnets.train.optim import build_optimizer
 from flaxnets.train.progress import ProgressBar
@@ -203,8 +204,13 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
         flip=config.data.flip, inception_fast_mode=config.data.inception_fast_mode,
         dct_scaled_decode=config.data.dct_scaled_decode)
     eval_batch = eval_batch_size(config.eval.batch_size, mesh.devices.size)
+    # The evaluation labels each image by its class *name*, as the training data numbers the
+    # classes: a val/ with a subset of the classes, or another order, is scored correctly.
+    eval_source = match_classes(data_lib.open_source(eval_path, "val"),
+                                getattr(train_iter.source, "class_names", None),
+                                where=str(split_folder(eval_path, "val")), whose="the training data")
     eval_iter = data_lib.eval_loader(
-        eval_path, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
+        eval_source, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
         interpolation=prep["interpolation"], global_batch_size=eval_batch,
         process_index=jax.process_index(), process_count=jax.process_count(),
         workers=config.data.workers, device_count=local_devices, crop=config.data.crop)
