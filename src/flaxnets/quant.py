@@ -36,6 +36,7 @@ from qwix._src import aux_data
 from qwix._src.providers import odml_ops
 
 from flaxnets.config import QuantConfig
+from flaxnets.models.layers import conv_implementation
 
 _DTYPES = {"int8": jnp.int8}
 
@@ -71,8 +72,11 @@ def _with_flaxnets_ops(provider):
     return provider
 
 
-def _mode_switching(cls):
-    """`cls` (Qwix's quantized class) whose train()/eval() also start/stop the range updates."""
+def _flaxnets_quantized(cls):
+    """`cls` (Qwix's quantized class) whose train()/eval() also start/stop the range updates and
+    whose convolutions are always traced as `lax` convolutions: Qwix quantizes a convolution's
+    weights per output channel only there (as LiteRT's CONV_2D / DEPTHWISE_CONV_2D hold them),
+    and its range names follow the ops, so a run must trace the same ops on every backend."""
 
     def train(self, **attributes):
         return cls.train(self, disable_quant_stats_update=False, **attributes)
@@ -80,7 +84,12 @@ def _mode_switching(cls):
     def eval(self, **attributes):
         return cls.eval(self, disable_quant_stats_update=True, **attributes)
 
-    return type(cls.__name__, (cls,), {"train": train, "eval": eval, "__doc__": cls.__doc__})
+    def __call__(self, *args, **kwargs):
+        with conv_implementation("lax"):
+            return cls.__call__(self, *args, **kwargs)
+
+    return type(cls.__name__, (cls,), {"train": train, "eval": eval, "__call__": __call__,
+                                       "__doc__": cls.__doc__})
 
 
 def _example_input(image_size: int):
@@ -93,9 +102,9 @@ def _quantize(model: nnx.Module, provider, image_size: int) -> nnx.Module:
     # Qwix runs the model once to create its variables; it does so op by op (minutes for a
     # MobileNet on a CPU), so skip that and make the one call compiled.
     qmodel = qwix.quantize_model(model, provider, x, skip_nnx_init=True)
-    qmodel.set_attributes(disable_quant_stats_update=True)
+    qmodel.__class__ = _flaxnets_quantized(type(qmodel))
+    qmodel.eval()
     nnx.jit(lambda m, x: m(x))(qmodel, x)
-    qmodel.__class__ = _mode_switching(type(qmodel))
     return qmodel
 
 
