@@ -18,6 +18,13 @@ The route (all optional dependencies, `pip install 'flaxnets[litert]'`):
    leaves no HARD_SWISH op, which XNNPACK runs only in float: every int8 op runs in one XNNPACK
    partition (`xnnpack_partitions`), but for the uint8 pixels' QUANTIZE of `include_preprocessing`,
    which XNNPACK does not take (it runs before the partition).
+4. int8 of a quantization-aware run (`quant.mode=qat`, `flaxnets.quant`): no calibration. The
+   network is traced with Qwix's conversion provider, every fake quantization a
+   `quant.fake_quant` composite holding the scale and zero point Qwix computes from the weights
+   and the ranges learned in training; the converter's strict static QDQ mode makes the int8
+   model from them, and the float input's QUANTIZE and the output's DEQUANTIZE are dropped so it
+   takes and gives int8 as the quantizer's does (`_integer_boundaries`). No float op remains and
+   the graph is one XNNPACK partition. `include_preprocessing` is not available there.
 
 Input and output:
 
