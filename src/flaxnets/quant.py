@@ -16,8 +16,10 @@ mode (`model.train()` / `model.eval()` switch Qwix's `disable_quant_stats_update
 Two flaxnets layers are taught to Qwix (its documented way for ops it does not know: an entry in
 the provider's op table, see qwix/_src/providers/odml_ops.py `get_all_ops`): our `BatchNorm`
 takes Qwix's BatchNorm rule (folded into the convolution before it, as the LiteRT converter does),
-and `hard_swish` is quantized as the int8 export computes it, (x / 6) * relu6(x + 3) with int8
-x, x / 6, relu6(x + 3) and the product (`flaxnets.models.layers.hard_swish_split`).
+`hard_swish` is quantized as the int8 export computes it, (x / 6) * relu6(x + 3) with int8
+x, x / 6, relu6(x + 3) and the product (`flaxnets.models.layers.hard_swish_split`), and
+`hard_sigmoid` as relu6(x + 3) fused into the convolution before it, then an int8 MUL by 1/6;
+their constants are int8 tensors, so no float op is left between them.
 
 For export, `conversion_model` rebuilds the float network with `qwix.OdmlConversionProvider`,
 which traces every fake quantization as a `quant.fake_quant` composite carrying the learned scale
@@ -41,19 +43,44 @@ from flaxnets.models.layers import conv_implementation
 _DTYPES = {"int8": jnp.int8}
 
 
-class _HardSwish(odml_ops.QuantizedOp):
-    """hard-swish as the int8 LiteRT export computes it: MUL by 1/6, ADD 3 with a fused RELU6, MUL,
-    each input and output an int8 tensor (the input quantized here, the output by the next op)."""
+class _Constants(odml_ops.QuantizedOp):
+    """An op handler whose float constants are int8 tensors too (exact: each is the top of its
+    fixed [0, c] range): a float constant would leave its MUL or ADD in float, between a
+    DEQUANTIZE and a QUANTIZE."""
 
     input_idx = [0]
+
+    def _constant(self, x, value: float, rule, name: str):
+        c = jnp.full((1,) * x.ndim, value, x.dtype)
+        aux_data.set(c, odml_ops.AuxDataKey.FIXED_RANGE, (0.0, value))
+        return self._maybe_fake_quant(c, rule, name)
+
+
+class _HardSigmoid(_Constants):
+    """hard-sigmoid as the int8 export computes it: the ADD of 3 and the RELU6 fuse into the
+    convolution before (Qwix's fusion rule, as the converter folds them), then an int8 MUL by 1/6."""
+
+    def __call__(self, x):
+        if not aux_data.get(x, odml_ops.AuxDataKey.IS_ACTIVATION, False):
+            return self._call_original_op(x)
+        rule, op_id = self._get_rule_and_op_id_fn("hard_sigmoid")
+        gate = self._maybe_fake_quant(jax.nn.relu6(x + 3.0), rule, op_id + "_relu6")
+        return self._fake_quant_output(gate * self._constant(x, 1.0 / 6.0, rule, op_id + "_one_sixth"), rule)
+
+
+class _HardSwish(_Constants):
+    """hard-swish as the int8 LiteRT export computes it: MUL by 1/6, ADD 3 with a fused RELU6, MUL,
+    each input and output an int8 tensor (the input quantized here, the output by the next op)."""
 
     def __call__(self, x):
         if not aux_data.get(x, odml_ops.AuxDataKey.IS_ACTIVATION, False):
             return self._call_original_op(x)
         rule, op_id = self._get_rule_and_op_id_fn("hard_swish")
         x = self._maybe_fake_quant(x, rule, op_id)
-        sixth = self._maybe_fake_quant(x * (1.0 / 6.0), rule, op_id + "_sixth")
-        gate = self._maybe_fake_quant(jax.nn.relu6(x + 3.0), rule, op_id + "_relu6")
+        sixth = x * self._constant(x, 1.0 / 6.0, rule, op_id + "_one_sixth")
+        sixth = self._maybe_fake_quant(sixth, rule, op_id + "_sixth")
+        gate = jax.nn.relu6(x + self._constant(x, 3.0, rule, op_id + "_three"))
+        gate = self._maybe_fake_quant(gate, rule, op_id + "_relu6")
         return self._fake_quant_output(sixth * gate, rule)
 
 
@@ -67,6 +94,7 @@ def _with_flaxnets_ops(provider):
     # Read when the provider builds its interceptors (at each quantized call), so set before use.
     provider._ops["flaxnets.models.layers.BatchNorm.__call__"] = odml_ops.BatchNorm
     provider._ops["flaxnets.models.layers.hard_swish"] = _HardSwish
+    provider._ops["flaxnets.models.layers.hard_sigmoid"] = _HardSigmoid
     # Dropout and stochastic depth (train mode only): transparent, as Qwix's Linen Dropout rule.
     provider._ops["flax.nnx.Dropout.__call__"] = odml_ops.Dropout
     return provider
