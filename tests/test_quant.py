@@ -55,7 +55,7 @@ def test_qat_resumes_exactly_with_its_learned_ranges(qat_runs):
     assert step_a == step_r == NUM_STEPS and a.keys() == r.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], r[key], err_msg=key)
-    counts = {key: value for key, value in a.items() if key.startswith(".other") and key.endswith("['count']")}
+    counts = {key: value for key, value in a.items() if "other" in key and "'count'" in key}
     assert counts and all(int(c) == NUM_STEPS for c in counts.values()), counts
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from flaxnets import quant
 from flaxnets.errors import FlaxnetsError, UsageError
 from flaxnets.export.tflite import (CALIBRATION_IMAGES, LiteRTModel, Preprocessing, export_tflite,
                                     read_calibration, relative_difference, require_litert)
@@ -50,6 +49,7 @@ def export(args, loaded, resolution: int) -> int:
     """Write the .tflite file for `loaded` (a `predict.Loaded`) and print what it takes."""
     import numpy as np
 
+    from flaxnets import quant
     from flaxnets.data.decode import skipped_note
 
     prep = Preprocessing(resolution, loaded.crop_fraction, loaded.interpolation, tuple(loaded.mean),

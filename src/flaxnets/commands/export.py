@@ -3,7 +3,6 @@ run's saved weights (--workdir) as a deployable ONNX or LiteRT (TFLite) file."""
 
 from __future__ import annotations
 
-from flaxnets import quant
 from flaxnets.commands import _tflite
 from flaxnets.errors import UsageError
 
@@ -26,6 +25,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    from flaxnets import quant
     from flaxnets.commands.predict import check_source, load_source
     from flaxnets.export.onnx import export_onnx, relative_difference
     from flaxnets.models.registry import MIN_RESOLUTION
