@@ -11,6 +11,7 @@ Every knob has one field here and one function that reads it:
 - `schedule.*`         -> `flaxnets.train.schedules.build_schedule` (`flaxnets.optimizers.SCHEDULES`)
 - `loss.*`             -> `flaxnets.train.losses.cross_entropy_loss`
 - `train/ema/eval/checkpoint/log.*` -> the training loop
+- `quant.*`            -> `flaxnets.quant.quantize_for_training` (quantization-aware training)
 
 Batch vocabulary: `train.global_batch_size` is the number of examples per *optimizer step*,
 summed over all devices and all gradient-accumulation micro-steps. The learning-rate scaling and
@@ -419,6 +420,26 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class QuantConfig:
+    """Quantization-aware training (Qwix's ODML provider): the forward pass computes with int8
+    fake-quantized weights and activations as the full-integer LiteRT model will, and learns the
+    activation ranges that `flaxnets export --format tflite --int8` then uses."""
+
+    #: none: float training; qat: fake-quantized weights and activations in every forward pass.
+    mode: Literal["none", "qat"] = "none"
+    #: Integer type of convolution and dense weights (Qwix `weight_qtype`), symmetric.
+    weight_dtype: Literal["int8"] = "int8"
+    #: Integer type of every activation tensor (Qwix `act_qtype`), one scale per tensor.
+    activation_dtype: Literal["int8"] = "int8"
+    #: One weight scale per output channel (LiteRT's int8 convolutions), else one per tensor.
+    per_channel_weights: bool = True
+    #: How each batch's activation range is taken (Qwix `act_calibration_method`); the learned
+    #: range is the mean over training steps. minmax: asymmetric [min, max] (LiteRT's int8
+    #: activations); absmax: symmetric; either optionally ",<factor>" in (0, 1] to shrink it.
+    activation_calibration: str = "minmax"
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole experiment; see the module docstring."""
 
@@ -432,6 +453,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
     #: The one seed every random choice derives from (initialisation, data order, augmentation).
     seed: int = 42
     #: Recipe name.
@@ -510,7 +532,22 @@ class Config:
         for key in ("mix_prob", "mix_switch_prob"):
             if not 0.0 <= getattr(self.data, key) <= 1.0:
                 raise UsageError(f"data.{key}={getattr(self.data, key)}: expected a probability in [0, 1]")
+        calibration = self.quant.activation_calibration
+        method, *factor = calibration.split(",")
+        if method not in ("minmax", "absmax") or len(factor) > 1 or not _is_fraction(factor):
+            raise UsageError(f"quant.activation_calibration={calibration!r}: expected minmax or absmax, "
+                             "optionally ,<factor> with 0 < factor <= 1 (e.g. minmax,0.9)")
         return self
+
+
+def _is_fraction(factor: list[str]) -> bool:
+    """True for [] or [a number in (0, 1]]."""
+    if not factor:
+        return True
+    try:
+        return 0.0 < float(factor[0]) <= 1.0
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

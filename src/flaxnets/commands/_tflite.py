@@ -15,7 +15,8 @@ CHECK_IMAGES = 8
 def add_export_arguments(parser):
     """--int8, --calibration, --calibration-images, --include-preprocessing."""
     parser.add_argument("--int8", action="store_true",
-                        help="tflite: full-integer int8 post-training quantization (needs --calibration)")
+                        help="tflite: full-integer int8 (post-training quantization with --calibration; "
+                             "a quant.mode=qat run's own learned ranges without it)")
     parser.add_argument("--calibration", metavar="DIR",
                         help="tflite --int8: a folder of images or of class folders to calibrate on, "
                              "through the model's eval transform")
@@ -34,7 +35,8 @@ def check_export_arguments(args) -> None:
         if given:
             raise UsageError(f"{given[0]} applies to --format tflite, not {args.format}")
         return
-    if args.int8 and not args.calibration:
+    if args.int8 and not args.calibration and not args.workdir:
+        # Imported weights never carry learned ranges (a --workdir run may: checked once loaded).
         raise UsageError("--int8 needs --calibration DIR (a folder of images to calibrate on)")
     if args.calibration and not args.int8:
         raise UsageError("--calibration applies to --int8 export; add --int8")
@@ -47,12 +49,22 @@ def export(args, loaded, resolution: int) -> int:
     """Write the .tflite file for `loaded` (a `predict.Loaded`) and print what it takes."""
     import numpy as np
 
+    from flaxnets import quant
     from flaxnets.data.decode import skipped_note
 
     prep = Preprocessing(resolution, loaded.crop_fraction, loaded.interpolation, tuple(loaded.mean),
                          tuple(loaded.std), loaded.class_names, args.include_preprocessing, loaded.crop)
+    qat = args.int8 and loaded.quant is not None
+    if qat and args.calibration:
+        raise UsageError("--calibration: this quantization-aware run's int8 export uses the ranges it "
+                         "learned in training; drop --calibration")
+    if args.int8 and not qat and not args.calibration:
+        raise UsageError("--int8 needs --calibration DIR (a folder of images to calibrate on), "
+                         "unless the run trained with quant.mode=qat")
     calibration = None
-    if args.int8:
+    if qat:
+        print("int8 with the activation ranges learned in quantization-aware training (no calibration)")
+    elif args.int8:
         found = read_calibration(args.calibration, args.calibration_images, resolution=resolution,
                                  crop_fraction=loaded.crop_fraction, interpolation=loaded.interpolation,
                                  crop=loaded.crop, class_names=loaded.data_class_names)
@@ -62,7 +74,8 @@ def export(args, loaded, resolution: int) -> int:
         skipped = f"; {skipped_note(found.skipped)}" if found.skipped else ""
         print(f"calibrating on {len(calibration)} of the {found.found:,} images found in {where}"
               f"{args.calibration}{skipped}")
-    path = export_tflite(loaded.model, args.out, prep=prep, calibration=calibration)
+    path = export_tflite(loaded.model, args.out, prep=prep, calibration=calibration,
+                         qat=loaded.quant if qat else None)
     kind = "int8 (full integer)" if args.int8 else "float32"
     if args.include_preprocessing:
         given = "uint8 raw RGB pixels (centre-cropped, resized)"
@@ -81,7 +94,9 @@ def export(args, loaded, resolution: int) -> int:
         else:
             images = calibration[:CHECK_IMAGES]
             what = f"{len(images)} calibration images"
-        difference, agreement = relative_difference(loaded.model, path, images, mean=prep.mean, std=prep.std)
+        # A QAT run's int8 file is held to its fake-quantized network, anything else to the float one.
+        reference = loaded.model if qat else quant.float_model(loaded.model)
+        difference, agreement = relative_difference(reference, path, images, mean=prep.mean, std=prep.std)
         print(f"LiteRT vs JAX on {what}: largest relative difference {difference:.2e}, "
               f"top-1 agreement {agreement:.0%}")
     return 0

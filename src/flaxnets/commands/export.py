@@ -25,6 +25,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    from flaxnets import quant
     from flaxnets.commands.predict import check_source, load_source
     from flaxnets.export.onnx import export_onnx, relative_difference
     from flaxnets.models.registry import MIN_RESOLUTION
@@ -40,11 +41,13 @@ def run(args) -> int:
         raise UsageError(f"input size {resolution} (the run's): expected at least {MIN_RESOLUTION}; give --resolution")
     if args.format == "tflite":
         return _tflite.export(args, loaded, resolution)
-    path = export_onnx(loaded.model, args.out, resolution=resolution)
+    # A quantization-aware run exports to ONNX as its float network (same weights).
+    path = export_onnx(quant.float_model(loaded.model), args.out, resolution=resolution)
     mean, std = loaded.mean, loaded.std
     print(f"wrote {path}: input 'input' float32 [batch, {resolution}, {resolution}, 3] NHWC, "
           f"normalised as (x - {tuple(round(m, 3) for m in mean)}) / {tuple(round(s, 3) for s in std)} "
           f"on the 0-255 scale; output 'logits' [batch, classes]")
     if args.check:
-        print(f"onnxruntime vs JAX, largest relative difference: {relative_difference(loaded.model, path, resolution):.2e}")
+        difference = relative_difference(quant.float_model(loaded.model), path, resolution)
+        print(f"onnxruntime vs JAX, largest relative difference: {difference:.2e}")
     return 0

@@ -143,6 +143,9 @@ class Loaded:
     #: The training data's class names (class folders, ImageNet synsets) in label order, by
     #: which a folder of class folders is matched to the model; None when unknown.
     data_class_names: list[str] | None = None
+    #: The run's `quant` section when it trained with quantization-aware training (`model` then
+    #: computes with int8 fake quantization and holds the learned activation ranges), else None.
+    quant: object = None
 
 
 def check_source(args) -> None:
@@ -190,7 +193,8 @@ def load_source(args, stream=None, *, dtype: str | None = None) -> Loaded:
         num_classes = run.config.model.num_classes
         names = imagenet_class_names() if num_classes == 1000 else run.class_names
         return Loaded(model, prep["image_size"], prep["crop_fraction"], prep["interpolation"],
-                      tuple(prep["mean"]), tuple(prep["std"]), names, prep["crop"], run.class_names)
+                      tuple(prep["mean"]), tuple(prep["std"]), names, prep["crop"], run.class_names,
+                      run.config.quant if run.config.quant.mode == "qat" else None)
     from flaxnets.models import get_spec
 
     spec = get_spec(args.model)

@@ -18,6 +18,13 @@ The route (all optional dependencies, `pip install 'flaxnets[litert]'`):
    leaves no HARD_SWISH op, which XNNPACK runs only in float: every int8 op runs in one XNNPACK
    partition (`xnnpack_partitions`), but for the uint8 pixels' QUANTIZE of `include_preprocessing`,
    which XNNPACK does not take (it runs before the partition).
+4. int8 of a quantization-aware run (`quant.mode=qat`, `flaxnets.quant`): no calibration. The
+   network is traced with Qwix's conversion provider, every fake quantization a
+   `quant.fake_quant` composite holding the scale and zero point Qwix computes from the weights
+   and the ranges learned in training; the converter's strict static QDQ mode makes the int8
+   model from them, and the float input's QUANTIZE and the output's DEQUANTIZE are dropped so it
+   takes and gives int8 as the quantizer's does (`_integer_boundaries`). No float op remains and
+   the graph is one XNNPACK partition. `include_preprocessing` is not available there.
 
 Input and output:
 
@@ -147,8 +154,10 @@ def _stablehlo(model, resolution: int, prep: Preprocessing | None) -> bytes:
     return exported.mlir_module_serialized
 
 
-def _convert(serialized: bytes) -> bytes:
-    """A StableHLO portable artifact -> a float LiteRT flatbuffer (litert-converter)."""
+def _convert(serialized: bytes, *, qdq: bool = False) -> bytes:
+    """A StableHLO portable artifact -> a float LiteRT flatbuffer (litert-converter); with `qdq`,
+    its `quant.fake_quant` composites (`flaxnets.quant.conversion_model`) become int8 tensors
+    (the converter's strict static QDQ mode: each op between them runs in int8)."""
     from litert_converter.mlir import ir, passmanager
     from litert_converter.mlir._mlir_libs import converter_api_ext
 
@@ -161,6 +170,8 @@ def _convert(serialized: bytes) -> bytes:
                                         input_names=[INPUT], output_names=[OUTPUT])
         config = converter_api_ext.ConvertToTFLConfig()
         config.model_origin_framework = "JAX"
+        if qdq:
+            config.qdq_conversion_mode, config.strict_qdq_mode = "Static", True
         converter_api_ext.run_convert_to_tfl_passes(module, passmanager.PassManager(), config)
         return bytes(converter_api_ext.export_flatbuffer_to_bytes(module.operation))
 
@@ -239,6 +250,36 @@ def _fit_biases(model, float_model) -> None:
         b.quantization.scale = bias_scale.astype(np.float32).tolist()
 
 
+def _integer_boundaries(flatbuffer: bytes) -> bytes:
+    """The converted QDQ model with int8 input and output, as the quantizer's: the input enters
+    through one QUANTIZE and the output leaves through one DEQUANTIZE; both are dropped and the
+    graph takes and gives their int8 tensors (scale and zero point in the tensors)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    graph = model.subgraphs[0]
+    codes = [flatbuffer_utils.get_builtin_code_from_operator_code(c) for c in model.operatorCodes]
+    (x,), (y,) = graph.inputs, graph.outputs
+    first = [op for op in graph.operators if x in op.inputs]
+    last = [op for op in graph.operators if y in op.outputs]
+    if ([codes[op.opcodeIndex] for op in first] != [schema.BuiltinOperator.QUANTIZE]
+            or [codes[op.opcodeIndex] for op in last] != [schema.BuiltinOperator.DEQUANTIZE]):
+        raise FlaxnetsError("LiteRT export: expected the QAT model's input to be quantised once and its "
+                            "output dequantised once")
+    new_x, new_y = first[0].outputs[0], last[0].inputs[0]
+    for old, new in ((x, new_x), (y, new_y)):
+        graph.tensors[new].name = graph.tensors[old].name
+        for signature in model.signatureDefs or []:
+            for entry in [*signature.inputs, *signature.outputs]:
+                if entry.tensorIndex == old:
+                    entry.tensorIndex = new
+    graph.inputs, graph.outputs = [new_x], [new_y]
+    graph.operators.remove(first[0])
+    graph.operators.remove(last[0])
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def _finish(flatbuffer: bytes, prep: Preprocessing, *, float_model: bytes | None = None) -> bytes:
     """Add the `flaxnets` metadata entry. For an int8 model (`float_model` the model it was
     quantised from): fit the biases (`_fit_biases`), and with `prep.included` feed the uint8
@@ -275,16 +316,23 @@ def _finish(flatbuffer: bytes, prep: Preprocessing, *, float_model: bytes | None
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> pathlib.Path:
+def export_tflite(model, path, *, prep: Preprocessing, calibration=None, qat=None) -> pathlib.Path:
     """Write `model` (eval mode) as a LiteRT flatbuffer at `prep.resolution`, batch 1.
 
     `prep.included`: the model takes raw uint8 pixels and normalises with `prep.mean`/`prep.std`.
     `calibration`: None for float32; else uint8 images [N, R, R, 3] (eval-transformed, see
     `calibration_images`) for full-integer int8 quantization.
+    `qat`: the `QuantConfig` of a quantization-aware `model` (`flaxnets.quant`) for its int8
+    model with the ranges it learned (no calibration); None: `model`'s float network, or its PTQ
+    with `calibration`.
     """
+    from flaxnets import quant
     from flaxnets.models.layers import hard_swish_split
 
     require_litert()
+    if qat is not None:
+        return _export_qat(model, path, prep=prep, quant_config=qat)
+    model = quant.float_model(model)
     # int8: hard-swish in the form XNNPACK's int8 kernels take, so the graph is one partition.
     with hard_swish_split() if calibration is not None else contextlib.nullcontext():
         serialized = _stablehlo(model, prep.resolution, prep if prep.included else None)
@@ -298,6 +346,30 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None) -> path
         with _without_native_chatter():
             flatbuffer = _quantize(float_model, images)
     flatbuffer = _finish(flatbuffer, prep, float_model=float_model if calibration is not None else None)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(flatbuffer)
+    return path
+
+
+def _export_qat(model, path, *, prep: Preprocessing, quant_config) -> pathlib.Path:
+    """`export_tflite` of a quantization-aware `model`: every int8 scale and zero point is Qwix's
+    (the weights' from the weights, the activations' learned in training), carried to the
+    converter as `quant.fake_quant` composites; int8 input and output as a PTQ export's."""
+    from flaxnets import quant
+
+    if prep.included:
+        raise UsageError("--include-preprocessing is not available for the int8 export of a "
+                         "quantization-aware run (its input range is learned on normalised images); drop it")
+    untrained = quant.untrained_ranges(model)
+    if untrained:
+        raise FlaxnetsError(f"this quantization-aware run has not learned the range of {untrained[0]} "
+                            f"({len(untrained)} activations; no training step saved): train it first")
+    converting = quant.conversion_model(model, quant_config, image_size=prep.resolution)
+    serialized = _stablehlo(converting, prep.resolution, None)
+    with _without_native_chatter():
+        flatbuffer = _integer_boundaries(_convert(serialized, qdq=True))
+    flatbuffer = _finish(flatbuffer, prep)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(flatbuffer)

@@ -10,7 +10,7 @@ import functools
 import jax.numpy as jnp
 from flax import nnx
 
-from flaxnets import models
+from flaxnets import models, quant
 from flaxnets.config import Config
 from flaxnets.data import augment, augment_device, mix
 from flaxnets.train.losses import cross_entropy_loss
@@ -34,15 +34,20 @@ def resolve_preprocessing(config: Config) -> dict:
 
 
 def create_model_from_config(config: Config) -> nnx.Module:
-    """The network of `config.model` (name, classes, overrides), initialised from `config.seed`.
+    """The network of `config.model` (name, classes, overrides), initialised from `config.seed`,
+    with int8 fake quantization when `config.quant.mode` is qat (`flaxnets.quant`).
 
     `flaxnets.models.create_model` is looked up at call time, so tests can swap in a tiny one.
     """
     overrides = config.model.overrides()
     if "dtype" in overrides:
         overrides["dtype"] = jnp.dtype(overrides["dtype"])
-    return models.create_model(config.model.name, num_classes=config.model.num_classes,
-                               rngs=nnx.Rngs(config.seed), **overrides)
+    model = models.create_model(config.model.name, num_classes=config.model.num_classes,
+                                rngs=nnx.Rngs(config.seed), **overrides)
+    if config.quant.mode == "qat":
+        model = quant.quantize_for_training(model, config.quant,
+                                            image_size=resolve_preprocessing(config)["image_size"])
+    return model
 
 
 def _loss_fn(label_smoothing: float, logits, labels):

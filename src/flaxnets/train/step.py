@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from flaxnets.data import normalize
 from flaxnets.train import parallel
-from flaxnets.train.state import TrainState, all_finite, merge_model
+from flaxnets.train.state import TrainState, all_finite, merge_model, split_model
 
 
 def ema_decay_at(decay: float, step, dynamic: bool, start_step: int = 0):
@@ -104,11 +104,13 @@ def make_train_step(
             logits = model(x, rngs=nnx.Rngs(dropout=key))
             _check_logits(logits)
             loss = loss_fn(logits, labels)
-            return loss.astype(jnp.float32), (nnx.state(model, nnx.BatchStat), logits)
+            # `other` moves too where the model keeps running statistics besides BatchNorm's
+            # (the activation ranges of quantization-aware training, `flaxnets.quant`).
+            return loss.astype(jnp.float32), (nnx.state(model, nnx.BatchStat), split_model(model)[3], logits)
 
-        (loss, (new_batch_stats, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+        (loss, (new_batch_stats, new_other, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
         correct = _top_k_correct(logits, _hard_labels(labels), 1).mean()
-        return grads, new_batch_stats, loss, correct
+        return grads, new_batch_stats, new_other, loss, correct
 
     def train_step(state: TrainState, batch):
         images, labels = batch["image"], batch["label"]
@@ -116,7 +118,7 @@ def make_train_step(
             images = augment_fn(images, batch)
         step_key = jax.random.fold_in(state.rng, state.step)
         if k == 1:
-            grads, batch_stats, loss, top1 = forward_backward(
+            grads, batch_stats, other, loss, top1 = forward_backward(
                 state.params, state.batch_stats, state.other, images, labels, step_key)
         else:
             # Micro-batch j takes examples j, j+k, j+2k, ...: every device keeps its own rows, and
@@ -134,19 +136,23 @@ def make_train_step(
             # the k results are averaged: one update per optimizer step with the mean of the
             # micro-batch moments, as the reference's per-replica BatchNorm does over k replicas
             # (k chained updates would make the momentum momentum**k).
+            # The same holds for `other` (integer counts: each micro-step adds the same 1).
             def micro_step(carry, xs):
-                grad_sum, stats_sum = carry
-                grads, batch_stats, loss, top1 = forward_backward(
+                grad_sum, stats_sum, other_sum = carry
+                grads, batch_stats, other, loss, top1 = forward_backward(
                     state.params, state.batch_stats, state.other, *xs)
                 grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
                 stats_sum = jax.tree.map(jnp.add, stats_sum, batch_stats)
-                return (grad_sum, stats_sum), (loss, top1)
+                other_sum = jax.tree.map(jnp.add, other_sum, other)
+                return (grad_sum, stats_sum, other_sum), (loss, top1)
 
-            zeros = (jax.tree.map(jnp.zeros_like, state.params), jax.tree.map(jnp.zeros_like, state.batch_stats))
-            (grad_sum, stats_sum), (losses, top1s) = jax.lax.scan(
+            zeros = (jax.tree.map(jnp.zeros_like, state.params), jax.tree.map(jnp.zeros_like, state.batch_stats),
+                     jax.tree.map(jnp.zeros_like, state.other))
+            (grad_sum, stats_sum, other_sum), (losses, top1s) = jax.lax.scan(
                 micro_step, zeros, (split(images), split(labels), keys))
             grads = jax.tree.map(lambda g: g / k, grad_sum)
             batch_stats = jax.tree.map(lambda s: s / k, stats_sum)
+            other = jax.tree.map(lambda s: s // k if jnp.issubdtype(s.dtype, jnp.integer) else s / k, other_sum)
             loss, top1 = losses.mean(), top1s.mean()
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -158,7 +164,7 @@ def make_train_step(
             ema_params = _ema(ema_params, params, decay)
             if ema_batch_stats is not None:
                 ema_batch_stats = _ema(ema_batch_stats, batch_stats, decay)
-        new_state = state.replace(step=step, params=params, batch_stats=batch_stats, opt_state=opt_state,
+        new_state = state.replace(step=step, params=params, batch_stats=batch_stats, other=other, opt_state=opt_state,
                                   ema_params=ema_params, ema_batch_stats=ema_batch_stats)
         metrics = {
             "train_loss": loss,

@@ -13,6 +13,7 @@ Kept free of JAX so that `flaxnets report` reads a run without importing it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -85,10 +86,10 @@ def sync_config(workdir: Path, config: Config, *, resuming: bool, allow_config_c
     new = config.to_dict()
     if resuming and path.exists():
         old = json.loads(path.read_text())
-        try:  # keys a newer flaxnets added are compared at their defaults, not as changes
+        # Keys added since the run was written (a new section such as `quant`) take their
+        # defaults, which keep the old behaviour: they are no change.
+        with contextlib.suppress(UsageError):
             old = Config.from_dict(old).to_dict()
-        except UsageError:
-            pass
         changes = _config_differences(old, new)
         if changes and not allow_config_change:
             shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
