@@ -12,13 +12,14 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "flaxnets"
 
-ALL_LAYERS = {"errors", "text", "imagenet", "config", "models", "data", "recipes", "weights", "export",
+ALL_LAYERS = {"errors", "text", "imagenet", "config", "choices", "models", "data", "recipes", "weights", "export",
               "optimizers", "train", "report", "commands", "cli"}
 
 #: Layer -> the flaxnets layers it must not import (anywhere in its modules, lazily or not).
 FORBIDDEN = {
     "errors": {"config", "models", "data", "recipes", "weights", "export", "train", "report", "commands", "cli"},
-    "config": {"models", "data", "recipes", "weights", "export", "train", "report", "commands", "cli"},
+    "config": {"models", "data", "recipes", "weights", "export", "train", "report", "commands", "cli", "optimizers"},
+    "choices": ALL_LAYERS - {"choices"},
     "models": {"data", "recipes", "weights", "export", "train", "report", "commands", "cli"},
     "data": {"models", "recipes", "weights", "export", "train", "report", "commands", "cli"},
     "recipes": {"data", "weights", "export", "train", "report", "commands", "cli"},
@@ -131,6 +132,32 @@ def test_loading_every_command_leaves_jax_unimported():
                          env={"PYTHONPATH": str(SRC), "PATH": ""})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_config_loads_no_jax():
+    """The base layer reads and checks a config without JAX: config.py reads the optimizer and
+    schedule registry of flaxnets.choices (names and argument specs), whose optax builders live in
+    flaxnets.optimizers and are imported only when a run builds them. Guards issue 22 (before it,
+    config.py imported flaxnets.optimizers, hence JAX and optax: about 1.9 s)."""
+    script = ("import sys\n"
+              "import flaxnets, flaxnets.config, flaxnets.choices\n"
+              "from flaxnets.config import Config, apply_overrides, describe_choices, describe_keys\n"
+              "apply_overrides(Config(), ['optimizer.name=rmsprop', 'optimizer.momentum=0.9', 'schedule.name=exponential'])\n"
+              "describe_keys(), describe_choices()\n"
+              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_registry_entry_names_a_function_that_imports():
+    """Each optimizer and schedule entry's builder (a dotted path, imported only when a run builds
+    it) resolves to a function: a misspelt path fails here, not in the middle of a run."""
+    from flaxnets.choices import OPTIMIZERS, SCHEDULES
+
+    for name, entry in {**OPTIMIZERS, **SCHEDULES}.items():
+        assert callable(entry.make), f"{name}: {entry.builder!r} is not a function"
 
 
 def test_param_kinds_of_the_zoo_are_the_configs():

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional, Union
 
 from flaxnets.errors import UsageError
-from flaxnets.optimizers import OPTIMIZERS, SCHEDULES
+from flaxnets.choices import OPTIMIZERS, SCHEDULES
 
 #: Parameter kinds reported by `flaxnets.models.param_kinds`; weight-decay masks select among them.
 ParamKind = Literal["conv_kernel", "depthwise_kernel", "dense_kernel", "bias", "bn_scale", "bn_bias",

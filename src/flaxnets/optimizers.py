@@ -1,91 +1,27 @@
-"""The optimizers and learning-rate schedules a config can name: one registry entry each.
+"""The optax code the optimizer and schedule registry (`flaxnets.choices`) names: Keras'
+epsilon-hat Adam, the TF-style warmup and the schedules' builders. `flaxnets.config` does not import
+this module (it reads the JAX-free registry), so a config is read and checked without JAX; a run
+imports it when it builds its optimizer and schedule (`entry.make`).
 
-`optimizer.name` picks an entry of `OPTIMIZERS` and `optimizer.<argument>` sets its arguments;
-`schedule.name` / `schedule.<argument>` pick from `SCHEDULES` the same way. Each argument is declared
-once, here, with its type, default and meaning: `flaxnets.config` checks `--set` and config.json
-against it and `flaxnets recipes --keys` prints it. Adding an optimizer optax already has is one
-entry, e.g.
-
-    "lion": Optimizer(optax.lion, "Lion (optax.lion).", {
-        "b1": Arg(float, 0.9, "Rate of the update's interpolation."),
-        "b2": Arg(float, 0.99, "Decay of the momentum.")}),
-
-(tests/train/test_optim.py holds each entry's arguments to the signature of the optax function it
-calls). A schedule's `make` also gets the run (`ScheduleRun`) to turn epochs into steps:
-
-    "polynomial": ScheduleKind(
-        lambda run, power: tf_style_warmup(run, optax.polynomial_schedule(run.peak, 0.0, power, run.steps(run.epochs))),
-        "Polynomial decay to 0 over the run (optax.polynomial_schedule).",
-        {"power": Arg(float, 1.0, "Exponent of the decay.")}),
- What is not per optimizer stays explicit keys of `flaxnets.config.OptimizerConfig`, applied
-by `flaxnets.train.optim`: L2 added to the gradient, decoupled weight decay, clipping, the masks by
-parameter kind; likewise the peak, batch scaling and warmup of `ScheduleConfig`.
+The registry's names are re-exported here (`OPTIMIZERS`, `SCHEDULES`, `Arg`, `Optimizer`,
+`ScheduleKind`, `ScheduleRun`, `epochs_to_steps`): the same objects, so an entry added to
+`flaxnets.optimizers.OPTIMIZERS` is one a config can name.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from flaxnets.choices import (OPTIMIZERS, SCHEDULES, Arg, Optimizer, ScheduleKind, ScheduleRun,  # noqa: F401
+                              epochs_to_steps)
 from flaxnets.errors import UsageError
 from flaxnets.text import plural
 
 Schedule = Callable[[jnp.ndarray | int], jnp.ndarray]
-
-# Epoch counts such as 218000/312 must not lose a step to floating-point rounding.
-_STEP_TOLERANCE = 1e-6
-
-
-class Arg(NamedTuple):
-    """One argument of a registry entry: its config type, default and meaning."""
-
-    type: Any
-    default: Any
-    meaning: str
-
-
-class Optimizer(NamedTuple):
-    """An optimizer: `make(learning_rate, **args)` returns the optax transformation, whose last step
-    applies the learning rate (a schedule of the step count) and gives the negative update."""
-
-    make: Callable[..., optax.GradientTransformation]
-    doc: str
-    args: Mapping[str, Arg]
-    #: Why `optimizer.weight_decay` is refused with this optimizer (None: it is allowed).
-    no_weight_decay: Optional[str] = None
-
-
-class ScheduleRun(NamedTuple):
-    """What a schedule needs to know of the run: the peak learning rate, steps per epoch (possibly
-    real), the run's length in epochs and the warmup (see `flaxnets.config.ScheduleConfig`)."""
-
-    peak: float
-    steps_per_epoch: float
-    epochs: float
-    warmup_steps: int
-    warmup_start_lr: float
-    warmup_target: str
-
-    def steps(self, epochs: float) -> int:
-        """Whole optimizer steps in `epochs` epochs."""
-        return epochs_to_steps(epochs, self.steps_per_epoch)
-
-
-class ScheduleKind(NamedTuple):
-    """A schedule: `make(run, **args)` returns the learning rate as a function of the step."""
-
-    make: Callable[..., Schedule]
-    doc: str
-    args: Mapping[str, Arg]
-
-
-def epochs_to_steps(epochs: float, steps_per_epoch: float) -> int:
-    """Whole steps in `epochs` epochs (truncated as the references' `int(...)` does)."""
-    return int(math.floor(epochs * steps_per_epoch + _STEP_TOLERANCE))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,49 +64,12 @@ def scale_by_adam_keras(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -
     return optax.GradientTransformation(init, update)
 
 
-def _adamw(learning_rate, b1: float, b2: float, eps: float, epsilon_hat: bool) -> optax.GradientTransformation:
+def adamw(learning_rate, b1: float, b2: float, eps: float, epsilon_hat: bool) -> optax.GradientTransformation:
+    """The `adamw` entry: optax's Adam, or with `epsilon_hat` Keras' (decoupled decay is added by
+    `flaxnets.train.optim`)."""
     if not epsilon_hat:
         return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
     return optax.chain(scale_by_adam_keras(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))
-
-
-OPTIMIZERS: dict[str, Optimizer] = {
-    "adamw": Optimizer(
-        _adamw,
-        "Adam (optax.adam); with optimizer.weight_decay, AdamW. With epsilon_hat, Keras' Adam "
-        "(TF-Vision's AdamWeightDecay).",
-        {
-            "b1": Arg(float, 0.9, "First-moment decay."),
-            "b2": Arg(float, 0.999, "Second-moment decay."),
-            "eps": Arg(float, 1e-8, "Epsilon in the denominator."),
-            "epsilon_hat": Arg(bool, False, "Add eps to the un-corrected sqrt(v) as TF/Keras Adam does "
-                                            "(\"epsilon hat\") instead of after bias correction as optax does."),
-        },
-    ),
-    "rmsprop": Optimizer(
-        optax.rmsprop,
-        "RMSProp (optax.rmsprop): the learning rate is applied before the momentum, as in TF1's "
-        "RMSPropOptimizer; TF1 semantics are initial_scale 1.0 with eps_in_sqrt.",
-        {
-            "decay": Arg(float, 0.9, "Decay of the squared-gradient average."),
-            "eps": Arg(float, 1e-8, "Epsilon, added to the squared-gradient average (eps_in_sqrt) or to its root."),
-            "initial_scale": Arg(float, 0.0, "Starting value of the squared-gradient average (TF1: 1.0; Keras: 0)."),
-            "eps_in_sqrt": Arg(bool, True, "Add eps inside the square root (TF) rather than after it (PyTorch)."),
-            "centered": Arg(bool, False, "Divide by the gradient's variance instead of its mean square."),
-            "momentum": Arg(Optional[float], None, "Momentum of the learning-rate-scaled update (None: none)."),
-            "nesterov": Arg(bool, False, "Nesterov momentum."),
-        },
-        no_weight_decay="the TF references regularise RMSProp runs with optimizer.l2",
-    ),
-    "sgd": Optimizer(
-        optax.sgd,
-        "SGD (optax.sgd), optionally with momentum.",
-        {
-            "momentum": Arg(Optional[float], None, "Momentum (None: plain SGD)."),
-            "nesterov": Arg(bool, False, "Nesterov momentum."),
-        },
-    ),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +95,8 @@ def tf_style_warmup(run: ScheduleRun, base: Schedule) -> Schedule:
     return schedule
 
 
-def _constant(run: ScheduleRun) -> Schedule:
+def constant(run: ScheduleRun) -> Schedule:
+    """The `constant` entry."""
     return tf_style_warmup(run, optax.constant_schedule(run.peak))
 
 
@@ -209,51 +109,22 @@ def _cosine_steps(run: ScheduleRun, decay_epochs: Optional[float], begin: int) -
     return decay_steps
 
 
-def _cosine(run: ScheduleRun, decay_epochs: Optional[float], alpha: float) -> Schedule:
+def cosine(run: ScheduleRun, decay_epochs: Optional[float], alpha: float) -> Schedule:
+    """The `cosine` entry: counted from step 0, the warmup replacing its first steps."""
     return tf_style_warmup(run, optax.cosine_decay_schedule(run.peak, _cosine_steps(run, decay_epochs, 0), alpha))
 
 
-def _warmup_cosine(run: ScheduleRun, decay_epochs: Optional[float], alpha: float) -> Schedule:
+def warmup_cosine(run: ScheduleRun, decay_epochs: Optional[float], alpha: float) -> Schedule:
+    """The `warmup_cosine` entry: optax's, the cosine starting after the warmup."""
     decay_steps = _cosine_steps(run, decay_epochs, run.warmup_steps)
     return optax.warmup_cosine_decay_schedule(run.warmup_start_lr, run.peak, run.warmup_steps, decay_steps,
                                               end_value=alpha * run.peak)
 
 
-def _exponential(run: ScheduleRun, decay_epochs: Optional[float], decay_rate: float, staircase: bool) -> Schedule:
+def exponential(run: ScheduleRun, decay_epochs: Optional[float], decay_rate: float, staircase: bool) -> Schedule:
+    """The `exponential` entry: from step 0, the warmup replacing its first steps."""
     if decay_epochs is None or decay_epochs <= 0:
         raise UsageError(f"schedule.decay_epochs={decay_epochs}: the exponential schedule needs a positive period")
     # The period in steps stays a real number (2.4 epochs of 625.57 steps in TF-TPU EfficientNet).
     base = optax.exponential_decay(run.peak, decay_epochs * run.steps_per_epoch, decay_rate, staircase=staircase)
     return tf_style_warmup(run, base)
-
-
-# optax's cosine and exponential equal the TF formulas to float32 rounding over whole recipe runs
-# (tests/train/test_schedules.py::test_optax_schedules_follow_the_tf_formulas_to_float_rounding_over_whole_runs).
-_DECAY_EPOCHS = "Length of the cosine in epochs, counted from step 0 (None: train.epochs)."
-_ALPHA = "Final value as a fraction of the peak (optax/TF `alpha`)."
-
-SCHEDULES: dict[str, ScheduleKind] = {
-    "constant": ScheduleKind(_constant, "The peak learning rate throughout (optax.constant_schedule).", {}),
-    "cosine": ScheduleKind(
-        _cosine,
-        "Cosine decay from step 0 (optax.cosine_decay_schedule); the warmup replaces its first steps.",
-        {"decay_epochs": Arg(Optional[float], None, _DECAY_EPOCHS), "alpha": Arg(float, 0.0, _ALPHA)},
-    ),
-    "warmup_cosine": ScheduleKind(
-        _warmup_cosine,
-        "optax.warmup_cosine_decay_schedule: the cosine starts after the warmup (which ramps to the peak) "
-        "and ends at decay_epochs.",
-        {"decay_epochs": Arg(Optional[float], None, _DECAY_EPOCHS), "alpha": Arg(float, 0.0, _ALPHA)},
-    ),
-    "exponential": ScheduleKind(
-        _exponential,
-        "peak * decay_rate ** (step / period) (optax.exponential_decay) from step 0; the warmup replaces "
-        "its first steps.",
-        {
-            "decay_epochs": Arg(Optional[float], None, "Epochs per decay period (required)."),
-            "decay_rate": Arg(float, 0.97, "Factor per decay period."),
-            "staircase": Arg(bool, True, "Decay in whole periods rather than continuously."),
-        },
-    ),
-}
-

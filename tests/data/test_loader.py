@@ -127,3 +127,39 @@ def test_normalize_is_float32_on_the_255_scale():
     out = normalize(images, mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5])
     assert out.dtype == np.float32
     np.testing.assert_allclose(np.asarray(out), 1.0)
+
+
+def test_loaders_from_config_read_each_data_key_they_take(digits):
+    """Issue 22: training and `flaxnets eval --workdir` build their loaders from the DataConfig and
+    the run's resolved preprocessing, whole (`train_loader_from_config` / `eval_loader_from_config`),
+    so a data key has one reader. Guards the wiring: every key reaches the transform (a key
+    dropped or swapped on the way fails here), and the batches are the explicit call's."""
+    import dataclasses
+
+    from flaxnets.config import DataConfig
+    from flaxnets.data import eval_loader_from_config, train_loader_from_config
+
+    data = DataConfig(crop="inception", interpolation="bicubic", crop_area_range=(0.3, 0.9),
+                      crop_aspect_range=(0.5, 2.0), flip=False, inception_fast_mode=False,
+                      dct_scaled_decode=True, workers=0)
+    prep = {"image_size": 16, "crop": data.crop, "crop_fraction": 0.75, "interpolation": "area",
+            "train_interpolation": data.interpolation, "mean": (127.5,) * 3, "std": (127.5,) * 3}
+    loader = train_loader_from_config(data, prep, digits, global_batch_size=8, seed=3)
+    assert loader._example.options == {
+        "crop": "inception", "interpolation": "bicubic", "area_range": (0.3, 0.9), "aspect_ratio_range": (0.5, 2.0),
+        "flip": False, "inception_fast_mode": False, "dct_scaled_decode": True, "fallback_crop_fraction": None}
+    explicit = train_loader(digits, image_size=16, global_batch_size=8, seed=3, crop="inception",
+                            interpolation="bicubic", area_range=(0.3, 0.9), aspect_ratio_range=(0.5, 2.0),
+                            flip=False, inception_fast_mode=False, dct_scaled_decode=True)
+    np.testing.assert_array_equal(next(loader)["image"], next(explicit)["image"])
+    # The augmentation is data.augment's (augment_from_config), with prep's mean/std.
+    augmented = train_loader_from_config(dataclasses.replace(data, augment="randaugment"), prep, digits,
+                                         global_batch_size=8, seed=3)
+    assert augmented._example.augment is not None and loader._example.augment is None
+
+    evaluation = eval_loader_from_config(data, prep, digits, global_batch_size=8)
+    batch = evaluation._batch
+    assert (batch.image_size, batch.crop, batch.crop_fraction, batch.interpolation) == (16, "inception", 0.75, "area")
+    explicit = eval_loader(digits, image_size=16, crop_fraction=0.75, interpolation="area", global_batch_size=8,
+                           crop="inception")
+    np.testing.assert_array_equal(next(iter(evaluation))["image"], next(iter(explicit))["image"])

@@ -365,15 +365,15 @@ def test_the_runs_own_evaluation_labels_a_subset_val_folder_by_class_name(digits
     for name in ("3", "7"):
         shutil.copytree(digits / "val" / name, data / "val" / name)
     seen = []
-    original = loop.data_lib.eval_loader
+    original = loop.data_lib.eval_loader_from_config
 
-    def capture(source, **kwargs):
+    def capture(data_config, prep, source, **kwargs):
         if isinstance(source, (str, os.PathLike)):
             source = loop.data_lib.open_source(source, "val")
         seen.append(sorted({source[i][1] for i in range(len(source))}))
-        return original(source, **kwargs)
+        return original(data_config, prep, source, **kwargs)
 
-    monkeypatch.setattr(loop.data_lib, "eval_loader", capture)
+    monkeypatch.setattr(loop.data_lib, "eval_loader_from_config", capture)
     train(data, tmp_path / "run", stop_after_steps=1)
     assert seen == [[3, 7]]
 

@@ -192,14 +192,14 @@ def test_recipe_model_builds_and_optimizer_steps(name):
 def test_docstring_command_runs_through_the_cli_parser_and_config(name):
     """The command a recipe's docstring shows parses as `flaxnets train` and its --set keys apply,
     so a user who copies it gets a run, not a usage error."""
-    import importlib
     import re
     import shlex
 
     from flaxnets.cli import build_parser
     from flaxnets.commands.train import load_config
+    from flaxnets.recipes import recipe
 
-    doc = importlib.import_module(f"flaxnets.recipes.{name}").__doc__
+    doc = recipe(name).doc  # a recipe's module docstring, or its family's Recipe
     found = re.search(r"^\s*(flaxnets (?:train|demo)\b.*?)(?<!\\)$", doc, re.M | re.S)
     assert found, f"{name}: no `flaxnets train` command in the docstring"
     argv = shlex.split(found.group(1).replace("\\\n", " "))[1:]

@@ -11,6 +11,11 @@ Public API (names are loaded lazily, so `import flaxnets.data` imports neither G
 * `eval_loader(path, *, image_size, crop_fraction, interpolation, global_batch_size,
   process_index=0, process_count=1, workers=0, crop="tf_vision")` -> iterable of batches with a
   "mask", and `num_examples`, `num_batches`, `coverage()`.
+* `train_loader_from_config(data, prep, path, *, global_batch_size, seed, ...)` /
+  `eval_loader_from_config(data, prep, path, *, global_batch_size, ...)`: the same loaders as a
+  `DataConfig` and the run's resolved preprocessing ask (`flaxnets.train.from_config.
+  resolve_preprocessing`), each `data.*` key read in one place; training and `flaxnets eval
+  --workdir` build their loaders this way.
 * `train_transform` / `eval_transform` (`flaxnets.data.transforms`): one image as the `crop`
   flavour's reference pipeline makes it.
 * `check_training_layout(data_dir, *, train_source=None, eval_source=None)`: a one-line error
@@ -29,6 +34,8 @@ _EXPORTS = {
     "prepare_split": "flaxnets.data.records",
     "train_loader": "flaxnets.data.loader",
     "eval_loader": "flaxnets.data.loader",
+    "train_loader_from_config": "flaxnets.data.loader",
+    "eval_loader_from_config": "flaxnets.data.loader",
     "check_training_layout": "flaxnets.data.layout",
     "normalize": "flaxnets.data.transforms",
     "train_transform": "flaxnets.data.transforms",

@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from flaxnets.data.augment import DeviceDraws
+from flaxnets.config import DataConfig
+from flaxnets.data.augment import DeviceDraws, augment_from_config
 from flaxnets.data.decode import DecodeError, report_bad_file
 from flaxnets.data.sources import open_source
 from flaxnets.data.transforms import eval_transform, train_transform
@@ -415,3 +416,52 @@ def eval_loader(
         source, image_size=image_size, crop_fraction=crop_fraction, interpolation=interpolation,
         global_batch_size=global_batch_size, process_index=process_index,
         process_count=process_count, workers=workers, device_count=device_count, crop=crop)
+
+
+# ---------------------------------------------------------------------------------------------
+# From a config: the DataConfig and the run's resolved preprocessing travel whole
+
+
+def _options(data: DataConfig, prep: Mapping) -> dict:
+    """The one reader of the loaders' `data.*` keys. `prep` is the run's resolved preprocessing
+    (`flaxnets.train.from_config.resolve_preprocessing`, the one reader of data.image_size,
+    data.crop, data.eval_crop_fraction, data.interpolation, data.mean and data.std, which need
+    the model's defaults); the keys read here need nothing but the config. The augmentation's
+    keys are `flaxnets.data.augment.augment_from_config`'s."""
+    return {
+        "workers": data.workers,
+        "train": {
+            "crop": prep["crop"], "interpolation": prep["train_interpolation"],
+            "area_range": data.crop_area_range, "aspect_ratio_range": data.crop_aspect_range,
+            "flip": data.flip, "inception_fast_mode": data.inception_fast_mode,
+            "dct_scaled_decode": data.dct_scaled_decode,
+        },
+        "eval": {"crop": prep["crop"], "crop_fraction": prep["crop_fraction"], "interpolation": prep["interpolation"]},
+    }
+
+
+def train_loader_from_config(data: DataConfig, prep: Mapping, path, *, global_batch_size: int, seed: int,
+                             process_index: int = 0, process_count: int = 1, device_count: int = 1,
+                             split: str = "train") -> TrainIterator:
+    """`train_loader` of `path` as `data` (a `DataConfig`) and `prep` (its resolved preprocessing)
+    ask: image size, crop flavour and its settings, interpolation, augmentation (with RandomErasing
+    noise from `prep`'s mean/std), workers. The run's own counts (batch, seed, process and device
+    numbers) are the caller's."""
+    options = _options(data, prep)
+    return train_loader(
+        path, image_size=prep["image_size"], global_batch_size=global_batch_size, seed=seed,
+        process_index=process_index, process_count=process_count, device_count=device_count,
+        augment=augment_from_config(data, mean=prep["mean"], std=prep["std"]), workers=options["workers"],
+        split=split, **options["train"])
+
+
+def eval_loader_from_config(data: DataConfig, prep: Mapping, path, *, global_batch_size: int,
+                            process_index: int = 0, process_count: int = 1, device_count: int = 1,
+                            split: str = "val") -> EvalLoader:
+    """`eval_loader` of `path` as `data` and `prep` ask: the run's image size, centre crop (its
+    flavour's arithmetic and fraction) and interpolation, and `data.workers`; training's
+    evaluation and `flaxnets eval --workdir` both come here."""
+    options = _options(data, prep)
+    return eval_loader(path, image_size=prep["image_size"], global_batch_size=global_batch_size,
+                       process_index=process_index, process_count=process_count, workers=options["workers"],
+                       device_count=device_count, split=split, **options["eval"])

@@ -103,11 +103,9 @@ def evaluate_workdir(workdir, data_dir, *, checkpoint: str = "latest", batch_siz
     mesh = run.mesh
     prep = run.preprocessing()
     eval_batch = eval_batch_size(batch_size or run.config.eval.batch_size, mesh.devices.size)
-    loader = data_lib.eval_loader(
-        source, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
-        interpolation=prep["interpolation"], global_batch_size=eval_batch,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        device_count=jax.local_device_count(), crop=prep["crop"])
+    loader = data_lib.eval_loader_from_config(
+        run.config.data, prep, source, global_batch_size=eval_batch, process_index=jax.process_index(),
+        process_count=jax.process_count(), device_count=jax.local_device_count())
     eval_step = make_eval_step(run.graphdef, mean=prep["mean"], std=prep["std"], mesh=mesh)
     result = evaluate_state(eval_step, run.state, iter(loader), mesh)
     result["step"] = run.step

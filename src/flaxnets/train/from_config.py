@@ -18,9 +18,13 @@ from flaxnets.train.step import make_train_step
 
 
 def resolve_preprocessing(config: Config) -> dict:
-    """Resolution, eval crop flavour and fraction, interpolation and mean/std: the config's, else
-    the model's. `crop` is the run's `data.crop`: its reference's centre-crop arithmetic and resize
-    convention evaluate the run, as they cropped its training images."""
+    """Resolution, crop flavour, eval crop fraction, interpolation and mean/std: the config's, else
+    the model's. The one reader of those `data.*` keys: the loaders (`flaxnets.data.loader.
+    train_loader_from_config` / `eval_loader_from_config`), the train step, predict and export
+    take this dict. `crop` is the run's `data.crop`: its reference's crop and resize convention
+    train the run, and its centre-crop arithmetic evaluates it. `interpolation` is the eval
+    resize (else the model's); `train_interpolation` the training crop's resize, `data.interpolation`
+    as given (None: the crop flavour's own)."""
     spec = models.get_spec(config.model.name)
     d = config.data
     return {
@@ -28,6 +32,7 @@ def resolve_preprocessing(config: Config) -> dict:
         "crop": d.crop,
         "crop_fraction": d.eval_crop_fraction or spec.crop_fraction,
         "interpolation": d.interpolation or spec.interpolation,
+        "train_interpolation": d.interpolation,
         "mean": tuple(d.mean or spec.mean),
         "std": tuple(d.std or spec.std),
     }

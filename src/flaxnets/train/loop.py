@@ -20,7 +20,6 @@ import numpy as np
 
 import flaxnets
 from flaxnets import data as data_lib
-from flaxnets.data.augment import augment_from_config
 from flaxnets.errors import FlaxnetsError
 from flaxnets.models import param_kinds
 from flaxnets.text import noun, plural
@@ -192,28 +191,19 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     prep = resolve_preprocessing(config)
     data_lib.check_training_layout(data_dir, train_source=config.data.train_source,
                                    eval_source=config.data.eval_source)
-    train_path = config.data.train_source or data_dir
-    eval_path = config.data.eval_source or data_dir
-    train_iter = data_lib.train_loader(
-        train_path, image_size=prep["image_size"], global_batch_size=global_batch, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count(), crop=config.data.crop,
-        interpolation=config.data.interpolation,  # None: the crop flavour's, not the model's
-        augment=augment_from_config(config.data, mean=prep["mean"], std=prep["std"]),
-        workers=config.data.workers, device_count=local_devices,
-        area_range=config.data.crop_area_range, aspect_ratio_range=config.data.crop_aspect_range,
-        flip=config.data.flip, inception_fast_mode=config.data.inception_fast_mode,
-        dct_scaled_decode=config.data.dct_scaled_decode)
-    eval_batch = eval_batch_size(config.eval.batch_size, mesh.devices.size)
+    train_iter = data_lib.train_loader_from_config(
+        config.data, prep, config.data.train_source or data_dir, global_batch_size=global_batch, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count(), device_count=local_devices)
     # The evaluation labels each image by its class *name*, as the training data numbers the
     # classes: a val/ with a subset of the classes, or another order, is scored correctly.
+    eval_path = config.data.eval_source or data_dir
     eval_source = match_classes(data_lib.open_source(eval_path, "val"),
                                 getattr(train_iter.source, "class_names", None),
                                 where=str(split_folder(eval_path, "val")), whose="the training data")
-    eval_iter = data_lib.eval_loader(
-        eval_source, image_size=prep["image_size"], crop_fraction=prep["crop_fraction"],
-        interpolation=prep["interpolation"], global_batch_size=eval_batch,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        workers=config.data.workers, device_count=local_devices, crop=config.data.crop)
+    eval_iter = data_lib.eval_loader_from_config(
+        config.data, prep, eval_source,
+        global_batch_size=eval_batch_size(config.eval.batch_size, mesh.devices.size),
+        process_index=jax.process_index(), process_count=jax.process_count(), device_count=local_devices)
     num_train, count_note = schedule_examples(config.data.num_train_examples, train_iter.num_examples)
     steps_per_epoch = config_steps_per_epoch(config, num_train)
     num_steps = total_steps(config, num_train)

@@ -40,7 +40,8 @@ class SavedRun:
         return self.state.ema_params is not None
 
     def preprocessing(self) -> dict:
-        """The run's eval preprocessing: image_size, crop, crop_fraction, interpolation, mean, std."""
+        """The run's preprocessing (`resolve_preprocessing`): image_size, crop, crop_fraction, interpolation,
+        train_interpolation, mean, std."""
         return resolve_preprocessing(self.config)
 
     def model(self, ema: bool | None = None, *, dtype: str | None = None):
