@@ -57,6 +57,8 @@ def test_qat_resumes_exactly_with_its_learned_ranges(qat_runs):
         np.testing.assert_array_equal(a[key], r[key], err_msg=key)
     counts = {key: value for key, value in a.items() if "other" in key and "'count'" in key}
     assert counts and all(int(c) == NUM_STEPS for c in counts.values()), counts
+    summary = (qat_runs / "a" / "summary.txt").read_text()
+    assert "quantization-aware: int8 weights (per channel) and int8 activations (minmax ranges)" in summary
 
 
 @pytest.fixture(scope="module")

@@ -381,3 +381,58 @@ def test_the_runs_own_evaluation_labels_a_subset_val_folder_by_class_name(digits
     with pytest.raises(FlaxnetsError, match=r"class 'cat' is not among the 10 classes of the training data"):
         train(data, tmp_path / "other", stop_after_steps=1)
     assert not (tmp_path / "other").exists()
+
+
+def test_init_from_a_run_starts_from_its_weights_and_replaces_a_classifier_of_another_class_count(
+        runs, digits, tmp_path, monkeypatch):
+    """`--init-from WORKDIR` (issue 24: a float run fine-tuned with quant.mode=qat) copies the
+    run's weights and BatchNorm statistics by path; a model with another class count gets every
+    array but the classifier's; another architecture is one line."""
+    from flax import nnx
+
+    from flaxnets.errors import FlaxnetsError
+    from flaxnets.train.restore import load_run_weights
+
+    monkeypatch.setattr(flaxnets.models, "create_model", create_tiny_model)
+    run = runs["dirs"]["a"]
+    _, saved = saved_state(run)
+
+    def flat(model):
+        return {"/".join(map(str, p)): np.asarray(v.value) for p, v in nnx.to_flat_state(nnx.state(model, (nnx.Param, nnx.BatchStat)))}
+
+    same = create_tiny_model("x", num_classes=10, rngs=nnx.Rngs(7))
+    said = load_run_weights(same, run)
+    assert said == f"the raw weights of {run} at step {NUM_STEPS}"
+    got = flat(same)
+    assert got.keys() == {"conv/kernel", "conv/bias", "bn/scale", "bn/bias", "bn/mean", "bn/var", "head/kernel", "head/bias"}
+    for key, value in got.items():
+        layer, leaf = key.split("/")
+        section = "batch_stats" if leaf in ("mean", "var") else "params"
+        np.testing.assert_array_equal(value, saved[f"['{section}']['{layer}']['{leaf}']['value']"], err_msg=key)
+
+    other = create_tiny_model("x", num_classes=4, rngs=nnx.Rngs(7))
+    fresh = flat(other)
+    said = load_run_weights(other, run)
+    assert said.endswith("with a new classifier (10 -> 4 classes)")
+    got = flat(other)
+    for key in got:
+        if key.startswith("head/"):
+            np.testing.assert_array_equal(got[key], fresh[key], err_msg=key)  # left as initialised
+        else:
+            assert not np.array_equal(got[key], fresh[key]) or key.startswith("bn/"), key
+
+    class Wider(nnx.Module):
+        def __init__(self):
+            self.conv = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+
+    with pytest.raises(FlaxnetsError, match=r"--init-from .* is not this run's Wider"):
+        load_run_weights(Wider(), run)
+
+    # Through the loop: a quantization-aware fine-tune of the float run.
+    from loop_helpers import config
+    from flaxnets.train.loop import train_and_evaluate
+
+    qat = tmp_path / "qat"
+    train_and_evaluate(config("quant.mode=qat"), data_dir=str(digits), workdir=str(qat), init_from=str(run),
+                       stop_after_steps=1)
+    assert f"fresh start from the raw weights of {run} at step {NUM_STEPS}" in (qat / "summary.txt").read_text()

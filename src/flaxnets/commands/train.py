@@ -16,8 +16,10 @@ def add_arguments(parser):
     parser.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints, metrics.jsonl, TensorBoard events")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe field, e.g. train.global_batch_size=1024 (repeatable)")
-    parser.add_argument("--init-from", metavar="FILE",
-                        help="start from pretrained weights (classifier replaced when num_classes differs)")
+    parser.add_argument("--init-from", metavar="FILE|WORKDIR",
+                        help="start from pretrained weights, or from a flaxnets run's work directory (its EMA "
+                             "weights when it kept them; e.g. a float run fine-tuned with quant.mode=qat); the "
+                             "classifier is replaced when the class count differs")
     parser.add_argument("--allow-config-change", action="store_true",
                         help="resume a work directory although its config.json differs from this run's")
     parser.add_argument("--max-steps", type=int, metavar="N",

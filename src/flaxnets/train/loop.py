@@ -10,6 +10,7 @@ returns its last logged evaluation.
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 import signal
 import sys
 import threading
@@ -132,7 +133,7 @@ def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_exa
     if start_step:
         start = f"resuming from the checkpoint at step {start_step}"
     elif init_from is not None:
-        start = f"fresh start from the weights in {init_from}"
+        start = f"fresh start from {init_from}"
     else:
         start = "fresh start"
     rows = [
@@ -145,7 +146,11 @@ def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_exa
         ("BatchNorm", batch_norm),
         ("devices", f"{devices} {jax.devices()[0].platform} {noun(devices, 'device')} "
                     f"in {plural(processes, 'process')}"),
-        ("precision", f"{m.dtype} compute; parameters, BatchNorm statistics, logits and loss float32"),
+        ("precision", f"{m.dtype} compute; parameters, BatchNorm statistics, logits and loss float32"
+                      + (f"; quantization-aware: {config.quant.weight_dtype} weights"
+                         f" ({'per channel' if config.quant.per_channel_weights else 'per tensor'}) and"
+                         f" {config.quant.activation_dtype} activations ({config.quant.activation_calibration} ranges)"
+                         " fake-quantized in every forward pass (Qwix)" if config.quant.mode == "qat" else "")),
         ("schedule", f"{plural(steps_per_epoch, 'step per epoch', spec='g')} of "
                      f"{plural(num_train, 'example', spec=',')}, {plural(num_steps, 'step', spec=',')} "
                      f"({plural(t.epochs, 'epoch', spec='g')}), {config.schedule.name} to a peak learning rate of "
@@ -236,7 +241,13 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     if is_main:
         write_class_names(workdir, getattr(train_iter.source, "class_names", None))
     if start_step is None and init_from is not None:
-        flaxnets.load_weights(model, init_from, skip_classifier=config.model.num_classes != 1000)
+        if Path(init_from).is_dir():  # a flaxnets run: e.g. a float run fine-tuned with quant.mode=qat
+            from flaxnets.train.restore import load_run_weights
+
+            init_from = load_run_weights(model, init_from)
+        else:
+            flaxnets.load_weights(model, init_from, skip_classifier=config.model.num_classes != 1000)
+            init_from = f"the weights in {init_from}"
     graphdef, state = create_train_state(
         model, tx, seed=config.seed, ema=config.ema.decay is not None,
         ema_batch_stats=config.ema.include_batch_stats)

@@ -121,3 +121,43 @@ def restore_run(workdir, checkpoint: str = "latest", mesh=None) -> SavedRun:
         ckpt.close()
     return SavedRun(workdir=workdir, config=config, step=step, graphdef=holder["graphdef"], state=state,
                     mesh=mesh, class_names=class_names)
+
+
+def load_run_weights(model, workdir, *, checkpoint: str = "latest") -> str:
+    """Copy the weights and BatchNorm statistics of a `flaxnets train` run into `model` (a fresh
+    run's network, e.g. the same model with `quant.mode=qat` for quantization-aware fine-tuning),
+    by parameter path: the EMA weights when the run kept them, else the raw ones.
+
+    The classifier is left as `model` initialised it when the two class counts differ (its
+    arrays' shapes then differ); any other difference of paths or shapes is one line naming the
+    first ones, as the networks are then not the same architecture. Returns what was loaded, for
+    the start summary.
+    """
+    run = restore_run(workdir, checkpoint)
+    source = run.model()
+    kinds = (nnx.Param, nnx.BatchStat)
+    src = {path: var for path, var in nnx.to_flat_state(nnx.state(source, kinds))}
+    dst = nnx.state(model, kinds)
+    flat = dict(nnx.to_flat_state(dst))
+    name = lambda path: "/".join(map(str, path))  # noqa: E731
+    missing = [name(p) for p in flat if p not in src]
+    unexpected = [name(p) for p in src if p not in flat]
+    if missing or unexpected:
+        raise FlaxnetsError(
+            f"--init-from {str(workdir)!r}: its {run.config.model.name} is not this run's {model.__class__.__name__} "
+            f"(missing here: {', '.join(unexpected[:3]) or 'none'}; not in the run: {', '.join(missing[:3]) or 'none'})")
+    old_classes = run.config.model.num_classes
+    kept = []
+    for path, var in flat.items():
+        value = src[path].value
+        if tuple(value.shape) != tuple(var.value.shape):
+            if value.shape and value.shape[-1] == old_classes and var.value.shape[-1] != old_classes:
+                kept.append(int(var.value.shape[-1]))  # the classifier of another class count
+                continue
+            raise FlaxnetsError(f"--init-from {str(workdir)!r}: {name(path)} has shape {tuple(value.shape)} "
+                                f"there and {tuple(var.value.shape)} here")
+        var.value = jnp.asarray(value, var.value.dtype)
+    nnx.update(model, nnx.from_flat_state(flat))
+    which = "EMA" if run.has_ema else "raw"
+    return (f"the {which} weights of {workdir} at step {run.step}"
+            + (f", with a new classifier ({old_classes} -> {kept[0]} classes)" if kept else ""))
