@@ -53,8 +53,7 @@ from flaxnets.train.optim import build_optimizer
 from flaxnets.train.schedules import build_schedule
 from flaxnets.train.state import create_train_state
 from flaxnets.train.step import make_train_step
-from test_reference_trajectory import (
-    check_learning_rates, flat_values, load_drawn_weights, recipe_config, tensor_errors, tensor_rtols)
+from test_reference_trajectory import check_learning_rates, flat_values, load_drawn_weights, recipe_config
 
 GOLDENS = Path(__file__).parent / "goldens"
 START = 100_000
@@ -70,16 +69,21 @@ REFERENCE_SPREAD = {
         "loss": [0.0, 0.0, 2.01e-07, 4.67e-07, 1.35e-07, 9.37e-07, 1.54e-06, 9.10e-06, 1.35e-06, 1.19e-04,
                  2.93e-04, 4.26e-04, 8.31e-04, 5.41e-04, 3.30e-03, 2.59e-03, 3.09e-03, 1.03e-03, 2.30e-03, 6.94e-03],
         "early motion median": 3.97e-05, "final median": 6.06e-03, "EMA median": 1.89e-06, "EMA max": 4.77e-04},
-    # MNv3-S: ours parts from TF-Vision sooner than the two TF runs part (from step 3; cause not
-    # found, not the hard sigmoid's 0.16667: the doc), so its spread is, per entry, the larger of
-    # the references' (first) and ours against TF-Vision (second): this case guards only against
-    # departures larger than today's.
+    # MNv3-S: ours parts from TF-Vision sooner than the two TF runs part (from step 2-3), as our
+    # two convolution implementations do (FLAXNETS_CONV_IMPL lax, the suite's, against the CPU
+    # default unrolled: 4.9e-6 and 4.8e-7 at step 2); not the hard sigmoid's 0.16667 (the doc).
+    # Its loss spread is, per step, the largest of the references' (first), ours unrolled (second)
+    # and ours lax (third) against TF-Vision, its other entries the larger of the references' and
+    # ours unrolled: this case guards only against departures larger than today's.
     "mobilenet_v3_small_tfvision": {
-        "loss": np.maximum(
+        "loss": np.max([
             [6.87e-08, 6.79e-08, 2.75e-07, 2.71e-07, 6.18e-07, 5.84e-04, 1.26e-03, 2.64e-03, 2.14e-03, 8.75e-04,
              7.97e-03, 5.07e-03, 2.39e-03, 1.90e-04, 1.12e-03, 3.70e-03, 2.31e-03, 3.48e-03, 4.96e-03, 1.05e-04],
             [4.51e-08, 1.43e-08, 4.80e-07, 3.62e-05, 2.83e-04, 1.49e-03, 2.13e-03, 3.86e-03, 5.42e-03, 1.15e-03,
-             1.11e-02, 4.60e-03, 3.84e-03, 5.71e-04, 5.42e-03, 1.00e-02, 7.97e-03, 6.23e-03, 4.06e-03, 3.61e-03]),
+             1.11e-02, 4.60e-03, 3.84e-03, 5.71e-04, 5.42e-03, 1.00e-02, 7.97e-03, 6.23e-03, 4.06e-03, 3.61e-03],
+            [4.51e-08, 1.43e-08, 4.88e-06, 7.10e-05, 1.60e-04, 7.66e-04, 3.30e-03, 1.03e-03, 2.46e-03, 2.98e-04,
+             3.08e-03, 7.61e-04, 3.45e-03, 1.68e-03, 7.22e-03, 3.19e-03, 4.65e-03, 6.52e-03, 1.73e-03, 6.15e-04]],
+            axis=0),
         "early motion median": max(4.80e-04, 9.97e-03), "final median": max(1.47e-02, 1.57e-02),
         "EMA median": max(7.43e-06, 1.02e-05), "EMA max": max(2.16e-03, 4.26e-03)},
     "mobilenet_v3_large_tfvision": {
@@ -175,11 +179,6 @@ def departures(values: dict, paths, summaries, indices) -> list[tuple[float, str
         out.append((ti.departure(ti.summarize(values[path], index), summaries[index], values[path].size),
                     "/".join(map(str, path))))
     return out
-
-
-def worst_departure(values: dict, paths, summaries, indices) -> tuple[float, str]:
-    """The largest ti.departure over `indices`, and that tensor's path."""
-    return max(departures(values, paths, summaries, indices))
 
 
 def median_departure(values: dict, paths, summaries, indices) -> float:
