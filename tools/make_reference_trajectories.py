@@ -206,7 +206,7 @@ def run_tfvision(case: str, args) -> dict:
             tf.cast(images[s], tf.float32), offset=preprocess_ops.MEAN_RGB, scale=preprocess_ops.STDDEV_RGB)
         losses.append(float(step(per_replica(strategy, features.numpy(), args.replicas),
                                  per_replica(strategy, labels[s], args.replicas))))
-        if s + 1 == args.early_step:
+        if args.start_step and s + 1 == args.early_step:
             early = [v.numpy() for v in model.variables]
 
     result = {
@@ -230,7 +230,7 @@ def run_tfvision(case: str, args) -> dict:
         "loss": [t - r for t, r in zip(losses, regularization)],
         "_final": [v.numpy() for v in model.variables],
     }
-    if args.early_step:
+    if args.start_step:
         result["_early"] = early
     result["final"] = summaries(result["_final"])
     if ema:
@@ -353,7 +353,7 @@ def run_efficientnet(args) -> dict:
             average()
         losses.append(float(ce))
         regularization.append(float(l2))
-        if s + 1 == args.early_step:
+        if args.start_step and s + 1 == args.early_step:
             early = [v.numpy() for v in model.variables]
 
     result = {
@@ -372,7 +372,7 @@ def run_efficientnet(args) -> dict:
         "_final_ema": [ema.average(v).numpy() if v.ref() in set_of(ema_vars) else v.numpy()
                        for v in model.variables],
     }
-    if args.early_step:
+    if args.start_step:
         result["_early"] = early
     result["final"] = summaries(result["_final"])
     result["final_ema"] = summaries(result["_final_ema"])
@@ -404,6 +404,8 @@ def main() -> None:
                         help="the optimizer step the run starts at (past warmup: every recipe value acts)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.start_step and not 1 <= args.early_step <= args.steps:
+        parser.error(f"--early-step {args.early_step}: expected a step in 1..--steps ({args.steps})")
 
     import tensorflow as tf
 
