@@ -145,6 +145,19 @@ def assign_drawn(variables, seed: int) -> list[dict]:
     return table
 
 
+def start_past_warmup(optimizer, model, step: int) -> None:
+    """Resume TF-Vision's trainer at optimizer step `step` (`--start-step`): the iteration
+    counter, which the schedule, the optimizers' bias corrections and the EMA's dynamic decay
+    all read, is set to `step`; with an EMA its averages are set to the model's weights (a run
+    resumed at `step` carries an average; TF-Vision's zero start, docs/REFERENCE_TRAJECTORIES.md
+    item 1, would otherwise weigh 0.9999**K of it, too close to 1 to subtract). The optimizer's
+    slots keep their fresh values, as on our side."""
+    optimizer.iterations.assign(step)
+    if model is not None:
+        for v in model.variables:
+            optimizer.get_slot(v, "average").assign(v)
+
+
 def summaries(arrays) -> list[dict]:
     return [ti.summarize(np.asarray(a), i) for i, a in enumerate(arrays)]
 
@@ -173,6 +186,8 @@ def run_tfvision(case: str, args) -> dict:
         ema = params.trainer.optimizer_config.ema is not None
         if ema:  # as official/core/base_trainer.py does when the trainer is built
             optimizer.shadow_copy(model)
+        if args.start_step:
+            start_past_warmup(optimizer, model if ema else None, args.start_step)
 
     images, labels = ti.make_batches(args.seed, args.steps, args.batch, args.size, num_classes)
 
@@ -191,6 +206,8 @@ def run_tfvision(case: str, args) -> dict:
             tf.cast(images[s], tf.float32), offset=preprocess_ops.MEAN_RGB, scale=preprocess_ops.STDDEV_RGB)
         losses.append(float(step(per_replica(strategy, features.numpy(), args.replicas),
                                  per_replica(strategy, labels[s], args.replicas))))
+        if args.start_step and s + 1 == args.early_step:
+            early = [v.numpy() for v in model.variables]
 
     result = {
         "reference": f"TF-Vision ImageClassificationTask, experiment mobilenet_imagenet + {yaml_name}",
@@ -211,10 +228,14 @@ def run_tfvision(case: str, args) -> dict:
         "total_loss": losses,
         "regularization": regularization,
         "loss": [t - r for t, r in zip(losses, regularization)],
-        "final": summaries([v.numpy() for v in model.variables]),
+        "_final": [v.numpy() for v in model.variables],
     }
+    if args.start_step:
+        result["_early"] = early
+    result["final"] = summaries(result["_final"])
     if ema:
-        result["final_ema"] = summaries([optimizer.get_slot(v, "average").numpy() for v in model.variables])
+        result["_final_ema"] = [optimizer.get_slot(v, "average").numpy() for v in model.variables]
+        result["final_ema"] = summaries(result["_final_ema"])
     return result
 
 
@@ -293,6 +314,9 @@ def run_efficientnet(args) -> dict:
         # step 0 with shadow == variable the update leaves them unchanged.
         ema.apply(ema_vars)
         l2_variables = [v for v in model.trainable_variables if id(v) not in bn_variables]
+        # --start-step: resume at that global step (the schedule and the EMA's num_updates read
+        # it); the shadows stay the initial weights and RMSProp's slots their fresh values.
+        global_step.assign(args.start_step)
 
     def replica_step(features, labels_):
         with tf.GradientTape() as tape:
@@ -329,8 +353,10 @@ def run_efficientnet(args) -> dict:
             average()
         losses.append(float(ce))
         regularization.append(float(l2))
+        if args.start_step and s + 1 == args.early_step:
+            early = [v.numpy() for v in model.variables]
 
-    return {
+    result = {
         "reference": "tensorflow/tpu models/official/efficientnet (main.py model_fn, utils.py), efficientnet-b0",
         "what_ran": run_efficientnet.__doc__.strip(),
         "tf_config": dict(flags, steps_per_epoch=steps_per_epoch, warmup_steps=warmup_steps),
@@ -342,10 +368,15 @@ def run_efficientnet(args) -> dict:
         "total_loss": [c + r for c, r in zip(losses, regularization)],
         "regularization": regularization,
         "loss": losses,
-        "final": summaries([v.numpy() for v in model.variables]),
-        "final_ema": summaries([ema.average(v).numpy() if v.ref() in set_of(ema_vars) else v.numpy()
-                                for v in model.variables]),
+        "_final": [v.numpy() for v in model.variables],
+        "_final_ema": [ema.average(v).numpy() if v.ref() in set_of(ema_vars) else v.numpy()
+                       for v in model.variables],
     }
+    if args.start_step:
+        result["_early"] = early
+    result["final"] = summaries(result["_final"])
+    result["final_ema"] = summaries(result["_final_ema"])
+    return result
 
 
 def set_of(variables):
@@ -367,8 +398,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--early-step", type=int, default=4,
+                        help="with --start-step: also record each tensor's motion after this many steps")
+    parser.add_argument("--start-step", type=int, default=0,
+                        help="the optimizer step the run starts at (past warmup: every recipe value acts)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.start_step and not 1 <= args.early_step <= args.steps:
+        parser.error(f"--early-step {args.early_step}: expected a step in 1..--steps ({args.steps})")
 
     import tensorflow as tf
 
@@ -385,12 +422,29 @@ def main() -> None:
         "tf_keras": _dist_version("tf-keras"),
         "seed": args.seed, "steps": args.steps, "batch": args.batch, "size": args.size,
         "replicas": args.replicas,
+        "start_step": args.start_step,
         "batches_sha256": hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest(),
-        **result,
+        **{k: v for k, v in result.items() if not k.startswith("_")},
     }
-    out = args.out or OUT / f"trajectory_{args.case}_{args.replicas}x.json"
+    if args.start_step:
+        golden["what_ran"] += (f"; started at optimizer step {args.start_step} (--start-step: the step counter set, "
+                               "the EMA's averages equal to the initial weights, the optimizer slots fresh)")
+    suffix = f"_t{args.start_step}" if args.start_step else ""
+    out = args.out or OUT / f"trajectory_{args.case}_{args.replicas}x{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(golden, indent=1) + "\n")
+    if args.start_step:
+        # How far each tensor moved from its drawn start after the first `--early-step` steps,
+        # before float32 chaos parts trajectories (docs/REFERENCE_TRAJECTORIES.md, "Past
+        # warmup"): a weight decay or L2 is a measurable part of that motion while it is far
+        # under the final values' tolerance.
+        initial = [ti.draw_variable(args.seed, i, ref["role"], ref["shape"]) for i, ref in enumerate(result["variables"])]
+        golden["early_step"] = args.early_step
+        golden["early_delta"] = summaries([f - w for f, w in zip(result["_early"], initial)])
+        # One line per key (the summaries compact) keeps the files under ~300 KB.
+        text = "{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in golden.items()) + "\n}"
+    else:
+        text = json.dumps(golden, indent=1)
+    out.write_text(text + "\n")
     print(f"wrote {out} ({out.stat().st_size} bytes); losses {golden['loss'][0]:.6f} .. {golden['loss'][-1]:.6f}")
 
 

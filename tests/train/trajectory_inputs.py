@@ -78,3 +78,20 @@ def summarize(values, index: int) -> dict:
         "positions": [int(p) for p in positions],
         "samples": [float(flat[p]) for p in positions],
     }
+
+
+def departure(ours: dict, ref: dict, rms_size: int | None = None) -> float:
+    """How far summary `ours` is from summary `ref`, in the units the trajectory tests' tensor
+    tolerance is stated in: the largest of |l2 - l2'| / l2', |abs_sum - abs_sum'| / abs_sum',
+    |sum - sum'| / abs_sum' and, with `rms_size` (the tensor's size), the worst sampled entry's
+    difference over the reference's RMS. 0 when both are exactly zero."""
+    def ratio(diff, scale):
+        return 0.0 if diff == 0 else (float("inf") if scale == 0 else diff / scale)
+
+    worst = max(ratio(abs(ours["l2"] - ref["l2"]), ref["l2"]),
+                ratio(abs(ours["abs_sum"] - ref["abs_sum"]), ref["abs_sum"]),
+                ratio(abs(ours["sum"] - ref["sum"]), ref["abs_sum"]))
+    if rms_size is not None:
+        rms = ref["l2"] / np.sqrt(rms_size)
+        worst = max([worst] + [ratio(abs(a - b), rms) for a, b in zip(ours["samples"], ref["samples"])])
+    return worst
