@@ -23,6 +23,8 @@ LONGEST_FIRST = (
     "train/test_reference_trajectory.py",  # a compiled train step per reference golden (~400 s CPU)
     "export/test_tflite.py",  # trains a 10-epoch digits run, converts and calibrates models
     "export/test_recipe_export.py",  # trains a published recipe 440 steps, compiles two recipes' bfloat16 steps, exports each three ways
+    "train/test_reference_trajectory_past_warmup.py",  # three compiled recipe steps, 20 steps each at batch 128-256
+    "test_quant.py",  # a QAT MobileNet v3 run and its int8 export
     "reliability/test_resume.py",
     "reliability/test_faults.py",
     "weights/test_keras_parity.py",
