@@ -75,6 +75,8 @@ def test_reference_recipe_of_a_model():
     (dict(resolution=4), r"--resolution 4 is too small; expected at least 8"),
     (dict(name="mobilenet_v3_smal"),
      r"unknown model 'mobilenet_v3_smal' \(did you mean 'mobilenet_v3_small'\?\)"),
+    # Nothing adapts a benchmark's recipe: a group larger than the batch is refused at once.
+    (dict(overrides=["model.bn_group_size=8"]), r"model.bn_group_size=8: expected a positive divisor of the 4 examples"),
 ])
 def test_bad_settings_are_usage_errors(bad, match):
     settings = dict(name="mobilenet_v3_small", batch=4, resolution=32, mode="train", dtype="float32", steps=2)

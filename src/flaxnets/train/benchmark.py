@@ -88,7 +88,10 @@ def _train_config(name: str, recipe: str | None, batch: int, dtype: str | None, 
     benchmark batch becomes this machine's replica, batch / device_count examples, as the
     reference computes BatchNorm per replica; `--set model.bn_group_size=...` chooses otherwise."""
     recipe = recipe or reference_recipe(name)
-    settings = [f"model.name={name}", f"model.num_classes={num_classes}", f"train.global_batch_size={batch}"]
+    # The benchmark times the recipe's step as configured (nothing adapts it to data), so a
+    # BatchNorm group larger than the batch is the one-line error it is in `Config.validate`.
+    settings = [f"model.name={name}", f"model.num_classes={num_classes}", f"train.global_batch_size={batch}",
+                "train.adapt_to_data=false"]
     if dtype is not None:
         settings.append(f"model.dtype={dtype}")
     config = load_recipe(recipe)
