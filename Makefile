@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/flaxnets demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=25
 
 clean:
 	rm -rf $(VENV) runs demo_data

@@ -206,9 +206,26 @@ def flat_values(state) -> dict[tuple, np.ndarray]:
     return {tuple(path): np.asarray(getattr(v, "value", v)) for path, v in nnx.to_flat_state(state)}
 
 
-def run_ours(config, golden: dict):
-    """Our trainer on the golden's weights and batches: (losses, learning rates, final state,
-    [(state path, positions)] in the golden's order)."""
+def start_at(state, step: int):
+    """`state` resumed at optimizer step `step`: its step and every optax `count` (schedule,
+    Adam's bias correction) set; asserts there was a count to set."""
+    found = []
+
+    def set_count(path, leaf):
+        if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "count":
+            found.append(path)
+            return jnp.full_like(leaf, step)
+        return leaf
+
+    opt_state = jax.tree_util.tree_map_with_path(set_count, state.opt_state)
+    assert found, "the optimizer state has no step count to set"
+    return state.replace(step=jnp.full_like(state.step, step), opt_state=opt_state)
+
+
+def run_ours(config, golden: dict, *, start_step: int = 0, early_step: int | None = None):
+    """Our trainer on the golden's weights and batches, from optimizer step `start_step`
+    (`start_at`): (losses, learning rates, final state, [(state path, positions)] in the golden's
+    order, and {path: value} of the weights and statistics after `early_step` (None: not kept))."""
     model_kwargs = config.model.overrides()
     model_kwargs["dtype"] = jnp.dtype(config.model.dtype)
     model = create_model(config.model.name, num_classes=config.model.num_classes,
@@ -220,6 +237,8 @@ def run_ours(config, golden: dict):
     tx = build_optimizer(config, param_kinds(model), num_train, schedule)
     graphdef, state = create_train_state(model, tx, seed=config.seed, ema=config.ema.decay is not None,
                                          ema_batch_stats=config.ema.include_batch_stats)
+    if start_step:
+        state = start_at(state, start_step)
     mesh = parallel.make_mesh(jax.devices()[:golden["replicas"]])
     state = parallel.replicate(jax.device_get(state), mesh)
     prep = resolve_preprocessing(config)
@@ -232,12 +251,15 @@ def run_ours(config, golden: dict):
         ema_dynamic_decay=config.ema.dynamic_decay, learning_rate_fn=schedule, mesh=mesh)
     images, labels = ti.make_batches(golden["seed"], golden["steps"], golden["batch"], golden["size"],
                                      golden["num_classes"])
-    losses, lrs = [], []
+    losses, lrs, early = [], [], None
     for s in range(golden["steps"]):
         state, metrics = train_step(state, parallel.shard_batch({"image": images[s], "label": labels[s]}, mesh))
         losses.append(float(metrics["train_loss"]))
         lrs.append(float(metrics["learning_rate"]))
-    return np.array(losses), np.array(lrs), jax.device_get(state), paths
+        if early_step is not None and s + 1 == early_step:
+            host = jax.device_get(state)
+            early = {**flat_values(host.params), **flat_values(host.batch_stats)}
+    return np.array(losses), np.array(lrs), jax.device_get(state), paths, early
 
 
 def tensor_errors(name: str, values: dict[tuple, np.ndarray], paths, summaries, indices=None,
@@ -311,7 +333,7 @@ def test_trajectory_float32(case, replicas):
     and EMA tensor, against the reference trainer's."""
     golden = load_golden(case, replicas)
     config = recipe_config(case, golden)
-    losses, lrs, state, paths = run_ours(config, golden)
+    losses, lrs, state, paths, _ = run_ours(config, golden)
     check_learning_rates(lrs, golden)
     np.testing.assert_allclose(losses, golden["loss"], rtol=LOSS_RTOL, err_msg="loss per step")
 
@@ -347,6 +369,6 @@ def test_trajectory_bfloat16_losses(case):
     golden = load_golden(case, 1)
     config = recipe_config(case, golden, dtype=None)
     assert config.model.dtype == "bfloat16"
-    losses, lrs, _, _ = run_ours(config, golden)
+    losses, lrs, _, _, _ = run_ours(config, golden)
     check_learning_rates(lrs, golden)
     np.testing.assert_allclose(losses, golden["loss"], rtol=BF16_LOSS_RTOL, err_msg="bfloat16 loss per step")

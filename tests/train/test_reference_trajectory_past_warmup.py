@@ -37,23 +37,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 import trajectory_inputs as ti
-from flaxnets.models import create_model, param_kinds
 from flaxnets.recipes import load_recipe
-from flaxnets.train import parallel
-from flaxnets.train.from_config import resolve_preprocessing
-from flaxnets.train.losses import cross_entropy_loss
-from flaxnets.train.optim import build_optimizer
 from flaxnets.train.schedules import build_schedule
-from flaxnets.train.state import create_train_state
-from flaxnets.train.step import make_train_step
-from test_reference_trajectory import check_learning_rates, flat_values, load_drawn_weights, recipe_config
+from test_reference_trajectory import check_learning_rates, flat_values, recipe_config, run_ours
 
 GOLDENS = Path(__file__).parent / "goldens"
 START = 100_000
@@ -106,60 +96,6 @@ def loss_tolerances(case: str) -> np.ndarray:
 
 def load_golden(case: str, replicas: int) -> dict:
     return json.loads((GOLDENS / f"trajectory_{case}_{replicas}x_t{START}.json").read_text())
-
-
-def start_at(state, step: int):
-    """`state` resumed at optimizer step `step`: its step and every optax `count` (schedule,
-    Adam's bias correction) set; asserts there was a count to set."""
-    found = []
-
-    def set_count(path, leaf):
-        if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "count":
-            found.append(path)
-            return jnp.full_like(leaf, step)
-        return leaf
-
-    opt_state = jax.tree_util.tree_map_with_path(set_count, state.opt_state)
-    assert found, "the optimizer state has no step count to set"
-    return state.replace(step=jnp.full_like(state.step, step), opt_state=opt_state)
-
-
-def run_ours_from(config, golden: dict):
-    """Our trainer from the golden's weights at its start step over its batches: (losses,
-    learning rates, final state, {path: value} after the golden's early step, [(state path,
-    positions)] in the golden's order)."""
-    model_kwargs = config.model.overrides()
-    model_kwargs["dtype"] = jnp.dtype(config.model.dtype)
-    model = create_model(config.model.name, num_classes=config.model.num_classes,
-                         rngs=nnx.Rngs(config.seed), **model_kwargs)
-    paths = load_drawn_weights(model, golden)
-    num_train = config.data.num_train_examples
-    schedule = build_schedule(config, num_train)
-    tx = build_optimizer(config, param_kinds(model), num_train, schedule)
-    graphdef, state = create_train_state(model, tx, seed=config.seed, ema=config.ema.decay is not None,
-                                         ema_batch_stats=config.ema.include_batch_stats)
-    state = start_at(state, golden["start_step"])
-    mesh = parallel.make_mesh(jax.devices()[:golden["replicas"]])
-    state = parallel.replicate(jax.device_get(state), mesh)
-    prep = resolve_preprocessing(config)
-
-    def loss_fn(logits, labels):
-        return cross_entropy_loss(logits, labels, config.loss.label_smoothing).mean()
-
-    train_step = make_train_step(
-        graphdef, tx, loss_fn=loss_fn, mean=prep["mean"], std=prep["std"], ema_decay=config.ema.decay,
-        ema_dynamic_decay=config.ema.dynamic_decay, learning_rate_fn=schedule, mesh=mesh)
-    images, labels = ti.make_batches(golden["seed"], golden["steps"], golden["batch"], golden["size"],
-                                     golden["num_classes"])
-    losses, lrs = [], []
-    for s in range(golden["steps"]):
-        state, metrics = train_step(state, parallel.shard_batch({"image": images[s], "label": labels[s]}, mesh))
-        losses.append(float(metrics["train_loss"]))
-        lrs.append(float(metrics["learning_rate"]))
-        if s + 1 == golden["early_step"]:
-            host = jax.device_get(state)
-            early = {**flat_values(host.params), **flat_values(host.batch_stats)}
-    return np.array(losses), np.array(lrs), jax.device_get(state), early, paths
 
 
 def motions(values: dict, paths, golden: dict) -> dict:
@@ -233,7 +169,8 @@ def test_trajectory_past_warmup(case, replicas):
     assert golden["start_step"] == START and golden["steps"] >= 20
     config = recipe_config(case, golden)
     assert golden["batch"] // replicas == load_recipe(case).model.bn_group_size, "the recipe's BatchNorm group"
-    losses, lrs, state, early, paths = run_ours_from(config, golden)
+    losses, lrs, state, paths, early = run_ours(config, golden, start_step=golden["start_step"],
+                                                early_step=golden["early_step"])
     found = compare(golden, losses, lrs, state, early, paths)
     spread = REFERENCE_SPREAD[case]
     problems = []
