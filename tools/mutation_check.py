@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 TRAJ = "tests/train/test_reference_trajectory.py"
+PAST = "tests/train/test_reference_trajectory_past_warmup.py"
 MNV4 = "tests/models/test_mobilenet_v4.py"
 PARITY = "tests/data/test_reference_parity.py"
 
@@ -49,6 +50,8 @@ PARITY = "tests/data/test_reference_parity.py"
 FIDELITY_TESTS = (
     f"{TRAJ}::test_trajectory_float32",
     f"{TRAJ}::test_learning_rate_per_step",
+    f"{PAST}::test_trajectory_past_warmup",
+    f"{PAST}::test_learning_rate_past_warmup",
     f"{MNV4}::test_logits_match_tf_vision",
     f"{MNV4}::test_logits_with_each_side_s_initial_layer_scale_match_tf_vision",
     f"{MNV4}::test_trainable_params_match_tf_vision_s_count",
@@ -57,7 +60,10 @@ FIDELITY_TESTS = (
 
 
 def trajectory(case: str, replicas=(1, 2)) -> tuple[str, ...]:
-    return tuple(f"{TRAJ}::test_trajectory_float32[{case}-{r}]" for r in replicas)
+    """The case's step-0 trajectories and its one-replica trajectory past warmup (global step
+    100,000, where weight decay, L2, Adam's moments and the configured EMA decay act)."""
+    return (tuple(f"{TRAJ}::test_trajectory_float32[{case}-{r}]" for r in replicas)
+            + (f"{PAST}::test_trajectory_past_warmup[{case}-1]",))
 
 
 def lr_per_step(case: str) -> tuple[str, ...]:
