@@ -123,15 +123,20 @@ def test_commands_import_no_heavy_library_at_module_level(module):
     assert not heavy, f"{module} imports {heavy} at module level; import them inside run()"
 
 
-def test_loading_every_command_leaves_jax_unimported():
-    script = ("import importlib, pkgutil, sys\n"
-              "import flaxnets.cli, flaxnets.commands as c\n"
-              "for info in pkgutil.iter_modules(c.__path__): importlib.import_module(f'flaxnets.commands.{info.name}')\n"
-              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n")
+def _heavy_modules_after(script: str) -> str:
+    """The sorted HEAVY modules loaded once `script` has run in a fresh interpreter, as printed."""
+    script += f"import sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(SRC), "PATH": ""})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    return out.stdout.strip()
+
+
+def test_loading_every_command_leaves_jax_unimported():
+    assert _heavy_modules_after("import importlib, pkgutil\n"
+                                "import flaxnets.cli, flaxnets.commands as c\n"
+                                "for info in pkgutil.iter_modules(c.__path__): "
+                                "importlib.import_module(f'flaxnets.commands.{info.name}')\n") == "[]"
 
 
 def test_importing_the_config_loads_no_jax():
@@ -139,16 +144,11 @@ def test_importing_the_config_loads_no_jax():
     schedule registry of flaxnets.choices (names and argument specs), whose optax builders live in
     flaxnets.optimizers and are imported only when a run builds them. Guards issue 22 (before it,
     config.py imported flaxnets.optimizers, hence JAX and optax: about 1.9 s)."""
-    script = ("import sys\n"
-              "import flaxnets, flaxnets.config, flaxnets.choices\n"
-              "from flaxnets.config import Config, apply_overrides, describe_choices, describe_keys\n"
-              "apply_overrides(Config(), ['optimizer.name=rmsprop', 'optimizer.momentum=0.9', 'schedule.name=exponential'])\n"
-              "describe_keys(), describe_choices()\n"
-              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": str(SRC), "PATH": ""})
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    assert _heavy_modules_after(
+        "import flaxnets, flaxnets.config, flaxnets.choices\n"
+        "from flaxnets.config import Config, apply_overrides, describe_choices, describe_keys\n"
+        "apply_overrides(Config(), ['optimizer.name=rmsprop', 'optimizer.momentum=0.9', 'schedule.name=exponential'])\n"
+        "describe_keys(), describe_choices()\n") == "[]"
 
 
 def test_every_registry_entry_names_a_function_that_imports():
