@@ -23,6 +23,18 @@ def _json_value(value):
     return value
 
 
+def _records(path: Path):
+    """(line, record) of each line of a metrics.jsonl that parses as a JSON object; a
+    half-written last line (a crash mid-write) is passed over."""
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            yield line, record
+
+
 def truncate_metrics(path: str | os.PathLike, step: int) -> int:
     """Drop every line of a metrics.jsonl whose step is greater than `step`; returns lines kept.
 
@@ -31,14 +43,7 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> int:
     path = Path(path)
     if not path.exists():
         return 0
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if int(record.get("step", 0)) <= step:
-            kept.append(line)
+    kept = [line for line, record in _records(path) if int(record.get("step", 0)) <= step]
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(f"{line}\n" for line in kept))
     os.replace(tmp, path)
@@ -52,12 +57,8 @@ def last_evaluation(path: str | os.PathLike, step: int) -> dict:
     found: dict = {}
     if not path.exists():
         return found
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "eval_top1" in record and int(record.get("step", 0)) <= step:
+    for _, record in _records(path):
+        if "eval_top1" in record and int(record.get("step", 0)) <= step:
             found = {k: v for k, v in record.items() if k.startswith("eval_")}
             found["eval_step"] = int(record["step"])
     return found
