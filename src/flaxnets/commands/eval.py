@@ -23,14 +23,18 @@ def add_arguments(parser):
 
 
 def _evaluate_weights(args) -> dict:
+    import dataclasses
+
     import jax
 
     from flaxnets import data as data_lib
+    from flaxnets.config import Config, DataConfig, ModelConfig
     from flaxnets.data.sources import match_classes, split_folder
     from flaxnets.imagenet import imagenet_synsets
     from flaxnets.models import get_spec
     from flaxnets.train import parallel
     from flaxnets.train.evaluate import eval_batch_size, evaluate, model_evaluator
+    from flaxnets.train.from_config import resolve_preprocessing
     from flaxnets.weights import create_pretrained
 
     spec = get_spec(args.model)
@@ -42,11 +46,13 @@ def _evaluate_weights(args) -> dict:
                                whose="ImageNet-1k")
     model, info = create_pretrained(args.model, args.weights)
     mesh = parallel.make_mesh()
-    loader = data_lib.eval_loader(
-        source, image_size=spec.resolution, crop_fraction=spec.crop_fraction,
-        interpolation=spec.interpolation, global_batch_size=eval_batch_size(args.batch_size or 64, mesh.devices.size),
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        device_count=jax.local_device_count(), crop=spec.eval_crop)
+    # The model's own evaluation as a config: its reference's centre crop (data.crop), the rest the
+    # model's defaults, read by the same resolver and loader as a run's evaluation.
+    data = DataConfig(crop=spec.eval_crop)
+    prep = resolve_preprocessing(dataclasses.replace(Config(), model=ModelConfig(name=args.model), data=data))
+    loader = data_lib.eval_loader_from_config(
+        data, prep, source, global_batch_size=eval_batch_size(args.batch_size or 64, mesh.devices.size),
+        process_index=jax.process_index(), process_count=jax.process_count(), device_count=jax.local_device_count())
     eval_step, variables = model_evaluator(model, mean=info.mean or spec.mean, std=info.std or spec.std, mesh=mesh)
     result = evaluate(eval_step, {"raw": variables}, iter(loader), mesh)["raw"]
     return {"eval_top1": result["top1"] if result["count"] else 0.0,
