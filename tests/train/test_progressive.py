@@ -141,6 +141,11 @@ def test_a_three_stage_run_changes_size_and_regularisation_at_the_stated_steps(s
         assert step._cache_size() == 1
         assert {size for _, size in calls} == {SIZES[first]} and calls[0][0] == first
     assert [s for _, calls in built for s, _ in calls] == list(range(1, 14))
+    # The report plots the stages against the step.
+    from flaxnets.report import STAGE_PLOT_FILE, write_report
+
+    report = write_report(workdir, workdir / "report")
+    assert f"]({STAGE_PLOT_FILE})" in report.read_text() and (workdir / "report" / STAGE_PLOT_FILE).stat().st_size > 0
 
 
 KILL_SCRIPT = """
