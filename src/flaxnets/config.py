@@ -12,6 +12,8 @@ Every knob has one field here and one function that reads it:
 - `loss.*`             -> `flaxnets.train.losses.cross_entropy_loss`
 - `train/ema/eval/checkpoint/log.*` -> the training loop
 - `quant.*`            -> `flaxnets.quant.quantize_for_training` (quantization-aware training)
+- `progressive.*`      -> `flaxnets.train.progressive.stage_plan` (progressive learning: the
+                          stages' image sizes and regularisation)
 
 Batch vocabulary: `train.global_batch_size` is the number of examples per *optimizer step*,
 summed over all devices and all gradient-accumulation micro-steps. The learning-rate scaling and
@@ -420,6 +422,36 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ProgressiveConfig:
+    """Progressive learning (Tan & Le, "EfficientNetV2", 2021, section 4.2), as google/automl
+    efficientnetv2/main.py runs it: the training steps cut into `stages` equal parts, each at a
+    larger image size and with stronger regularisation than the last (read by
+    `flaxnets.train.progressive.stage_plan`). Stage i of n (from 0) ends after
+    int((i + 1) / n * total steps) steps and trains at int(base + (final - base) * (i + 1) / n)
+    pixels, so even the first stage is above the base; each regulariser given as min,max is
+    numpy.linspace(min, max, n)[i]. Evaluation stays at data.image_size."""
+
+    #: Number of stages (None: off, one size and the data/model values throughout).
+    stages: Optional[int] = None
+    #: The size the stages grow from (automl `data.ibase`; None: half the final size, as automl's
+    #: `ibase or input_image_size / 2`).
+    base_image_size: Optional[int] = None
+    #: The last stage's training size (automl `train.isize`; None: data.image_size, else the
+    #: model's resolution).
+    final_image_size: Optional[int] = None
+    #: RandAugment magnitude of the first and the last stage, min,max (None: data.randaugment_magnitude
+    #: throughout).
+    randaugment_magnitude: Optional[tuple[float, float]] = None
+    #: Mixup alpha of the first and the last stage, min,max (None: data.mixup_alpha throughout).
+    mixup_alpha: Optional[tuple[float, float]] = None
+    #: CutMix alpha of the first and the last stage, min,max (None: data.cutmix_alpha throughout).
+    cutmix_alpha: Optional[tuple[float, float]] = None
+    #: Dropout rate before the classifier of the first and the last stage, min,max (None:
+    #: model.dropout_rate throughout).
+    dropout_rate: Optional[tuple[float, float]] = None
+
+
+@dataclass(frozen=True)
 class QuantConfig:
     """Quantization-aware training (Qwix's ODML provider): the forward pass computes with int8
     fake-quantized weights and activations as the full-integer LiteRT model will, and learns the
@@ -454,6 +486,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
+    progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     #: The one seed every random choice derives from (initialisation, data order, augmentation).
     seed: int = 42
     #: Recipe name.
@@ -532,6 +565,7 @@ class Config:
         for key in ("mix_prob", "mix_switch_prob"):
             if not 0.0 <= getattr(self.data, key) <= 1.0:
                 raise UsageError(f"data.{key}={getattr(self.data, key)}: expected a probability in [0, 1]")
+        self._validate_progressive()
         calibration = self.quant.activation_calibration
         method, *factor = calibration.split(",")
         if method not in ("minmax", "absmax") or len(factor) > 1 or not _is_fraction(factor):
@@ -539,6 +573,43 @@ class Config:
                              "optionally ,<factor> with 0 < factor <= 1 (e.g. minmax,0.9)")
         return self
 
+
+    def _validate_progressive(self) -> None:
+        """One-line errors for stage settings that cannot run (`ProgressiveConfig`); whether a
+        stage's size suits the model is `flaxnets.train.progressive.stage_plan`'s check."""
+        p = self.progressive
+        if p.stages is None:
+            given = [f.name for f in dataclasses.fields(p) if getattr(p, f.name) is not None]
+            if given:
+                raise UsageError(f"progressive.{given[0]}={_format_value(getattr(p, given[0]))}: "
+                                 "set progressive.stages too (none: progressive learning is off)")
+            return
+        if p.stages < 1:
+            raise UsageError(f"progressive.stages={p.stages}: expected a positive number of stages, or none")
+        for key in ("base_image_size", "final_image_size"):
+            size = getattr(p, key)
+            if size is not None and size <= 0:
+                raise UsageError(f"progressive.{key}={size}: expected a positive number of pixels, or none")
+        final = p.final_image_size or self.data.image_size
+        if p.base_image_size is not None and final is not None and p.base_image_size > final:
+            raise UsageError(f"progressive.base_image_size={p.base_image_size}: expected at most the final "
+                             f"training size {final}")
+        for key in ("randaugment_magnitude", "mixup_alpha", "cutmix_alpha", "dropout_rate"):
+            span = getattr(p, key)
+            if span is None:
+                continue
+            low, high = span
+            if not 0.0 <= low <= high:
+                raise UsageError(f"progressive.{key}={low:g},{high:g}: expected 0 <= min <= max")
+            if key == "dropout_rate" and high >= 1.0:
+                raise UsageError(f"progressive.{key}={low:g},{high:g}: expected rates below 1")
+        if p.randaugment_magnitude is not None and self.data.augment != "randaugment":
+            raise UsageError(f"progressive.randaugment_magnitude={p.randaugment_magnitude[0]:g},"
+                             f"{p.randaugment_magnitude[1]:g}: data.augment is {self.data.augment!r}; "
+                             "expected randaugment")
+        if self.quant.mode == "qat":
+            raise UsageError(f"progressive.stages={p.stages}: quantization-aware training (quant.mode=qat) "
+                             "calibrates at one image size; expected progressive.stages=none")
 
 def _is_fraction(factor: list[str]) -> bool:
     """True for [] or [a number in (0, 1]]."""

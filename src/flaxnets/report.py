@@ -34,6 +34,11 @@ PLOT_FILES = {
     "accuracy": "accuracy.png",
     "learning_rate": "learning_rate.png",
 }
+#: Written beside them for a run with progressive-learning stage records.
+STAGE_PLOT_FILE = "progressive.png"
+#: What a progressive-learning stage record carries (`flaxnets.train.progressive.Stage.record`),
+#: plotted against the step on progressive.png: the image size, then the regularisers.
+STAGE_KEYS = ("image_size", "randaugment_magnitude", "mixup_alpha", "cutmix_alpha", "dropout_rate")
 #: What the published figures were measured on.
 PUBLISHED_DATA = "ImageNet-1k"
 #: The metric the best checkpoint is kept by (`flaxnets.train.checkpoint.BEST_METRIC`, which
@@ -376,7 +381,41 @@ def _plot(runs: list[Run], out_dir: Path) -> dict[str, Path]:
         fig.savefig(path, format="png")
         plt.close(fig)
         paths[kind] = path
+    if any(r.get("stage") is not None for run in runs for r in run.records):
+        paths["progressive"] = _plot_stages(runs, out_dir, plt)
     return paths
+
+
+def _plot_stages(runs: list[Run], out_dir: Path, plt) -> Path:
+    """progressive.png: each run's stage values as steps against the training step (image size
+    on top; RandAugment magnitude, Mixup / CutMix alpha and dropout below), held to the last step."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), dpi=100, sharex=True)
+    for i, run in enumerate(runs):
+        stages = [r for r in run.records if r.get("stage") is not None]
+        if not stages:
+            continue
+        last = max(int(r["step"]) for r in run.records)
+        steps = [int(r["step"]) for r in stages] + [last]
+        for ax, key, style in [(top, "image_size", "-")] + [(bottom, k, s) for k, s in
+                                                          zip(STAGE_KEYS[1:], ("-", "--", ":", "-."))]:
+            values = [r.get(key) for r in stages]
+            if not all(_is_number(v) for v in values):
+                continue
+            label = run.label if key == "image_size" else f"{run.label} {key}"
+            ax.step(steps, values + values[-1:], style, where="post", color=f"C{i % 10}", label=label)
+    top.set_title("Progressive learning: image size and regularisation by stage")
+    top.set_ylabel("image size (pixels)")
+    bottom.set_ylabel("value")
+    bottom.set_xlabel("step")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = out_dir / STAGE_PLOT_FILE
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
 
 
 def _labels(workdirs: list[Path]) -> list[str]:
@@ -406,8 +445,9 @@ def default_out_dir(workdirs) -> Path:
 
 
 def write_report(workdirs, out_dir) -> Path:
-    """Writes report.md and loss / accuracy / learning-rate PNG plots for one or more work
-    directories into `out_dir` (created if needed); returns the Markdown file's path.
+    """Writes report.md and loss / accuracy / learning-rate PNG plots (and, for a progressive-
+    learning run, progressive.png: image size and regularisation against the step) for one or more
+    work directories into `out_dir` (created if needed); returns the Markdown file's path.
 
     Several work directories are compared on the same plots, one line per directory.
     """

@@ -155,7 +155,7 @@ def test_loaders_from_config_read_each_data_key_they_take(digits):
     # The augmentation is data.augment's (augment_from_config), with prep's mean/std.
     augmented = train_loader_from_config(dataclasses.replace(data, augment="randaugment"), prep, digits,
                                          global_batch_size=8, seed=3)
-    assert augmented._example.augment is not None and loader._example.augment is None
+    assert augmented._example.stage(0)[1] is not None and loader._example.stage(0)[1] is None
 
     evaluation = eval_loader_from_config(data, prep, digits, global_batch_size=8)
     batch = evaluation._batch

@@ -89,3 +89,23 @@ def saved_state(workdir, step=None):
     finally:
         ckpt.close()
     return step, {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(state)}
+
+
+class TinyPooledNet(nnx.Module):
+    """conv 3x3 / 2 -> BatchNorm -> ReLU -> global average pool -> dropout -> linear: TinyNet for
+    any image size (progressive learning trains at several)."""
+
+    def __init__(self, num_classes=10, *, rngs, bn_momentum=0.9, dropout_rate=0.1, dtype=jnp.float32, **_):
+        self.conv = TinyConv(3, 16, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
+        self.bn = BatchNorm(16, momentum=bn_momentum)
+        self.dropout = nnx.Dropout(dropout_rate)
+        self.head = TinyLinear(16, num_classes, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x, rngs=None):
+        x = nnx.relu(self.bn(self.conv(x))).astype(jnp.float32).mean(axis=(1, 2))
+        return self.head(self.dropout(x, rngs=rngs)).astype(jnp.float32)
+
+
+def create_tiny_pooled_model(name, *, num_classes=1000, rngs=None, **overrides):
+    """Stand-in for `flaxnets.models.create_model` that takes any image size."""
+    return TinyPooledNet(num_classes, rngs=rngs if rngs is not None else nnx.Rngs(0), **overrides)

@@ -22,7 +22,8 @@ EXPECTED = {"mobilenet_v3_large_tfvision", "mobilenet_v3_large_paper", "mobilene
             "mobilenet_v3_small_tfvision", "mobilenet_v3_large_mnv4_setup", "mobilenet_v3_large_seed", "digits_demo",
             *(f"efficientnet_b{i}_tpu" for i in range(8)),
             *(f"mobilenet_v4_{v}_tfvision" for v in ("conv_small", "conv_medium", "conv_large",
-                                                      "hybrid_medium", "hybrid_large"))}
+                                                      "hybrid_medium", "hybrid_large")),
+            *(f"efficientnetv2_{v}_automl" for v in ("b0", "b1", "b2", "b3", "s", "m", "l"))}
 
 
 def test_all_expected_recipes_are_listed():
@@ -279,3 +280,39 @@ def test_mobilenet_v4_recipe_builds_its_model_and_optimizer(variant):
     params = nnx.state(model, nnx.Param)
     state = jax.eval_shape(tx.init, params)
     assert jax.tree.leaves(state)
+
+
+#: google/automl efficientnetv2/effnetv2_configs.py `efficientnetv2_params` at 6a54c87, typed from
+#: the reference: (train_size, eval_size, dropout, randaug, mixup) of each variant.
+AUTOML_PARAMS = {"s": (300, 384, 0.2, 10, 0), "m": (384, 480, 0.3, 15, 0.2), "l": (384, 480, 0.4, 20, 0.5),
+                 "b0": (192, 224, 0.2, 0, 0), "b1": (192, 240, 0.2, 0, 0), "b2": (208, 260, 0.3, 0, 0),
+                 "b3": (240, 300, 0.3, 0, 0)}
+
+
+@pytest.mark.parametrize("variant", sorted(AUTOML_PARAMS))
+def test_efficientnetv2_automl_recipes_stage_as_the_reference(variant):
+    """Each automl recipe's progressive stages over its 350 epochs equal main.py's loop run by
+    hand on effnetv2_configs.py's row: train_steps = 350 * 1,256,144 // 4096, stage i ends at
+    int((i + 1) / 4 * train_steps) at int(128 + (train_size - 128) * (i + 1) / 4) pixels with
+    RandAugment linspace(5, ram, 4)[i] and Mixup / CutMix linspace(0, mixup, 4)[i] (B0-B3 use
+    AutoAugment: no magnitude staged); evaluation at eval_size."""
+    from flaxnets.train.progressive import stage_plan
+
+    train_size, eval_size, dropout, ram, mix = AUTOML_PARAMS[variant]
+    config = load_recipe(f"efficientnetv2_{variant}_automl")
+    steps = 350 * 1_256_144 // 4096
+    assert total_steps(config, config.data.num_train_examples) in (steps, steps + 1)
+    plan = stage_plan(config, steps, config.data.image_size)
+    assert config.data.image_size == eval_size and config.model.dropout_rate == dropout
+    assert [s.end_step for s in plan] == [int((i + 1) / 4 * steps) for i in range(4)]
+    assert [s.image_size for s in plan] == [int(128 + (train_size - 128) * (i + 1) / 4) for i in range(4)]
+    if variant.startswith("b"):
+        assert config.data.augment == "autoaugment" and config.progressive.randaugment_magnitude is None
+    else:
+        assert config.data.augment == "randaugment"
+        np.testing.assert_allclose([s.randaugment_magnitude for s in plan], np.linspace(5, ram, 4))
+    np.testing.assert_allclose([s.mixup_alpha for s in plan], np.linspace(0, mix, 4))
+    np.testing.assert_allclose([s.cutmix_alpha for s in plan], np.linspace(0, mix, 4))
+    assert {s.dropout_rate for s in plan} == {dropout}  # main.py deletes its dropout list
+    assert recipe_info(f"efficientnetv2_{variant}_automl")["published_top1"] == {
+        "s": 83.9, "m": 85.2, "l": 85.7, "b0": 78.7, "b1": 79.8, "b2": 80.5, "b3": 82.1}[variant]

@@ -16,7 +16,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from flaxnets.report import PLOT_FILES, default_out_dir, write_report
+    from flaxnets.report import PLOT_FILES, STAGE_PLOT_FILE, default_out_dir, write_report
 
     out = args.out if args.out is not None else default_out_dir(args.workdirs)
     with warnings.catch_warnings(record=True) as caught:
@@ -24,5 +24,6 @@ def run(args) -> int:
         path = write_report(args.workdirs, out)
     for w in caught:
         print(f"flaxnets report: warning: {w.message}")
-    print(f"wrote {path} and {', '.join(PLOT_FILES.values())} in {path.parent}")
+    names = list(PLOT_FILES.values()) + [STAGE_PLOT_FILE] * (f"]({STAGE_PLOT_FILE})" in path.read_text())
+    print(f"wrote {path} and {', '.join(names)} in {path.parent}")
     return 0

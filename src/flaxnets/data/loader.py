@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -103,15 +103,17 @@ def train_example(data: bytes, rng: np.random.Generator, *, image_size: int, aug
 class _TrainExample:
     """Element k of the process's infinite stream -> one transformed example (picklable).
 
-    `options`: keyword arguments of `train_transform` (crop flavour, interpolation, ...)."""
+    `stages`: (end step or None, image size, augment) of each stage in order, a stage covering
+    the steps before its end step (the last one's None: every step after); the example of step
+    `k // local_batch_size` takes its stage's. `options`: keyword arguments of `train_transform`
+    (crop flavour, interpolation, ...)."""
 
-    def __init__(self, source, *, seed, image_size, augment, global_batch_size, local_batch_size,
+    def __init__(self, source, *, seed, stages, global_batch_size, local_batch_size,
                  process_index, steps_per_epoch, options):
         self.source = source
         self.num_examples = len(source)
         self.seed = seed
-        self.image_size = image_size
-        self.augment = augment
+        self.stages = tuple(stages)
         self.global_batch_size = global_batch_size
         self.local_batch_size = local_batch_size
         self.process_index = process_index
@@ -137,8 +139,16 @@ class _TrainExample:
         epoch, s = divmod(step, self.steps_per_epoch)
         return epoch, s * self.global_batch_size + self.process_index * self.local_batch_size + i
 
+    def stage(self, step: int) -> tuple[int, object]:
+        """(image size, augment) of training step `step` (counted from 0)."""
+        for end, size, augment in self.stages:
+            if end is None or step < end:
+                return size, augment
+        return self.stages[-1][1:]
+
     def __call__(self, k: int) -> dict:
         epoch, position = self.position(int(k))
+        image_size, augment = self.stage(int(k) // self.local_batch_size)
         order = self.order(epoch)
         skipped = np.full((_SKIPPED_PER_EXAMPLE,), -1, np.int64)
         for attempt in range(min(_MAX_SUBSTITUTES, self.num_examples)):
@@ -146,8 +156,7 @@ class _TrainExample:
             data, label = self.source[index]
             rng = np.random.default_rng([self.seed, epoch, index])
             try:
-                example = train_example(data, rng, image_size=self.image_size, augment=self.augment,
-                                        **self.options)
+                example = train_example(data, rng, image_size=image_size, augment=augment, **self.options)
             except DecodeError as e:
                 report_bad_file(self.source.name(index), str(e))
                 if attempt < _SKIPPED_PER_EXAMPLE:
@@ -168,8 +177,8 @@ class TrainIterator:
     worker processes that decode them report each on stderr; this collects them for one count).
     """
 
-    def __init__(self, source, *, image_size, global_batch_size, seed, process_index,
-                 process_count, augment, workers, start_epoch, device_count, transform_options):
+    def __init__(self, source, *, stages, global_batch_size, seed, process_index,
+                 process_count, workers, start_epoch, device_count, transform_options):
         self.local_batch_size = _check_batch(global_batch_size, process_count, device_count)
         if not 0 <= process_index < process_count:
             raise FlaxnetsError(f"process index {process_index}: expected 0..{process_count - 1}")
@@ -187,7 +196,7 @@ class TrainIterator:
         self.process_index = process_index
         self.process_count = process_count
         self._example = _TrainExample(
-            source, seed=self.seed, image_size=image_size, augment=augment,
+            source, seed=self.seed, stages=stages,
             global_batch_size=global_batch_size, local_batch_size=self.local_batch_size,
             process_index=process_index, steps_per_epoch=self.steps_per_epoch,
             options=dict(transform_options))
@@ -266,6 +275,7 @@ def train_loader(
     flip: bool = True,
     fallback_crop_fraction: float | None = None,
     inception_fast_mode: bool = True,
+    stages: tuple | None = None,
 ) -> TrainIterator:
     """Training batches for this process (see the module docstring for order and sharding).
 
@@ -278,7 +288,9 @@ def train_loader(
     `flaxnets.data.augment`, or a `flaxnets.data.augment.DeviceDraws`, whose draws each
     example then carries ("augment_ops", "augment_args", "erase_boxes") for the train step to
     apply; `workers`: Grain decoding processes (0: threads in this process);
-    `device_count`: local devices the local batch must divide over.
+    `device_count`: local devices the local batch must divide over. `stages` (progressive
+    learning): (end step, image size, augment) of each stage, each covering the steps (from 0)
+    before its end step, the last end None; they replace `image_size` and `augment`.
     Returns a `TrainIterator` with `steps_per_epoch`, `get_state()` and `set_state()`.
     """
     source = open_source(path, split) if isinstance(path, (str, os.PathLike)) else path
@@ -289,10 +301,11 @@ def train_loader(
         "flip": bool(flip), "fallback_crop_fraction": fallback_crop_fraction,
         "inception_fast_mode": bool(inception_fast_mode),
     }
+    if stages is None:
+        stages = ((None, image_size, augment),)
     return TrainIterator(
-        source, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
-        process_index=process_index, process_count=process_count, augment=augment,
-        workers=workers, start_epoch=start_epoch, device_count=device_count,
+        source, stages=stages, global_batch_size=global_batch_size, seed=seed,
+        process_index=process_index, process_count=process_count, workers=workers, start_epoch=start_epoch, device_count=device_count,
         transform_options=options)
 
 
@@ -442,17 +455,25 @@ def _options(data: DataConfig, prep: Mapping) -> dict:
 
 def train_loader_from_config(data: DataConfig, prep: Mapping, path, *, global_batch_size: int, seed: int,
                              process_index: int = 0, process_count: int = 1, device_count: int = 1,
-                             split: str = "train") -> TrainIterator:
+                             split: str = "train", stages: Sequence[tuple[int, DataConfig, int]] = ()
+                             ) -> TrainIterator:
     """`train_loader` of `path` as `data` (a `DataConfig`) and `prep` (its resolved preprocessing)
     ask: image size, crop flavour and its settings, interpolation, augmentation (with RandomErasing
     noise from `prep`'s mean/std), workers. The run's own counts (batch, seed, process and device
-    numbers) are the caller's."""
+    numbers) are the caller's. `stages` (progressive learning,
+    `flaxnets.train.progressive.stage_plan`): (end step, the stage's DataConfig, its image size)
+    of each stage; each stage's augmentation is its DataConfig's, the rest is `data`'s."""
     options = _options(data, prep)
+    per_stage = None
+    if stages:
+        per_stage = tuple((None if i == len(stages) - 1 else int(end), int(size),
+                           augment_from_config(stage_data, mean=prep["mean"], std=prep["std"]))
+                          for i, (end, stage_data, size) in enumerate(stages))
     return train_loader(
         path, image_size=prep["image_size"], global_batch_size=global_batch_size, seed=seed,
         process_index=process_index, process_count=process_count, device_count=device_count,
         augment=augment_from_config(data, mean=prep["mean"], std=prep["std"]), workers=options["workers"],
-        split=split, **options["train"])
+        split=split, stages=per_stage, **options["train"])
 
 
 def eval_loader_from_config(data: DataConfig, prep: Mapping, path, *, global_batch_size: int,

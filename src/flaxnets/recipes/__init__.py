@@ -26,7 +26,7 @@ from flaxnets.config import Config, OptimizerConfig, ScheduleConfig, config_keys
 from flaxnets.errors import UsageError
 
 #: Sections whose every value differing from `Config()` must have a SOURCES entry.
-SOURCED_SECTIONS = ("model", "data", "optimizer", "schedule", "loss", "train", "ema")
+SOURCED_SECTIONS = ("model", "data", "optimizer", "schedule", "loss", "train", "ema", "progressive")
 #: Keys every recipe sources, whether or not they differ from the default.
 CORE_KEYS = (
     "optimizer.name", "schedule.name", "schedule.base_lr", "train.global_batch_size", "train.epochs",

@@ -17,6 +17,7 @@ VERSIONS = (
     ("TF-slim (tensorflow/models research/slim/)", "417e1f5; cited by function, whose lines move between versions"),
     ("MobileNetV3 paper", "Howard et al., \"Searching for MobileNetV3\", ICCV 2019; section numbers"),
     ("seed", "the project's seed write-ups of earlier JAX runs (000: MobileNet v3 Large, 001: EfficientNet)"),
+    ("google/automl EfficientNetV2 (efficientnetv2/)", "6a54c87"),
 )
 
 _EXPERIMENTS = "official/vision/configs/experiments/image_classification/"
@@ -81,3 +82,13 @@ def tf_vision_sources(yaml: str) -> dict[str, str]:
         "schedule.warmup_target": f"{TFV_WARMUP}:129 (LinearWarmup ramps to the schedule's value at its end)",
         "schedule.steps_per_epoch_mode": f"{TFV_FACTORY}:369 (IMAGENET_TRAIN_EXAMPLES // batch)",
     }
+
+_AUTOML = "google/automl efficientnetv2/"
+AUTOML_HPARAMS = _AUTOML + "hparams.py"
+AUTOML_CONFIGS = _AUTOML + "effnetv2_configs.py"
+AUTOML_MAIN = _AUTOML + "main.py"
+AUTOML_UTILS = _AUTOML + "utils.py"
+AUTOML_DATASETS = _AUTOML + "datasets.py"
+AUTOML_PREPROCESSING = _AUTOML + "preprocessing.py"
+AUTOML_LEGACY = _AUTOML + "preprocess_legacy.py"
+AUTOML_README = _AUTOML + "README.md"

@@ -34,6 +34,8 @@ from flaxnets.data.sources import match_classes, split_folder
 from flaxnets.train.metrics import MetricWriter, last_evaluation
 from flaxnets.train.optim import build_optimizer
 from flaxnets.train.progress import ProgressBar
+from flaxnets.train.progressive import stage_at, stage_config, stage_plan
+from flaxnets.train.state import split_model
 from flaxnets.train.schedules import (
     build_schedule, config_steps_per_epoch, peak_lr, schedule_examples, total_steps,
 )
@@ -113,10 +115,11 @@ class _Prefetch:
 def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_examples: int,
                   data_classes: int | None, count_note: str | None, num_train: int,
                   steps_per_epoch: float, num_steps: int, start_step: int, init_from=None,
-                  adapted=()) -> str:
+                  adapted=(), plan=(), eval_image_size=None) -> str:
     """What a run is about to do, as big_vision and timm print it at start (also written to
     WORKDIR/summary.txt): model, data, batch, BatchNorm grouping, devices, precision, schedule,
-    work directory and whether it resumes; then `adapted`, the lines of
+    work directory and whether it resumes, progressive learning's stages (`plan`, with evaluation
+    at `eval_image_size`); then `adapted`, the lines of
     `flaxnets.train.adapt.adapt_to_data`, and the note on the data's count."""
     t, m = config.train, config.model
     devices, processes = mesh.devices.size, jax.process_count()
@@ -157,6 +160,10 @@ def start_summary(config, *, workdir, state, mesh, train_examples: int, eval_exa
                      f"{peak_lr(config):g}"),
         ("workdir", f"{workdir} ({start})"),
     ]
+    if config.progressive.stages:
+        rows.insert(-1, ("progressive", f"{plural(len(plan), 'stage')}: image size "
+                         f"{', '.join(str(s.image_size) for s in plan)} (evaluation at {eval_image_size}), "
+                         f"ending after steps {', '.join(str(s.end_step) for s in plan)}"))
     width = max(len(k) for k, _ in rows)
     lines = [f"flaxnets train: recipe {config.name or '(unnamed)'}"]
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
@@ -196,9 +203,17 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     prep = resolve_preprocessing(config)
     data_lib.check_training_layout(data_dir, train_source=config.data.train_source,
                                    eval_source=config.data.eval_source)
+    train_source = data_lib.open_source(config.data.train_source or data_dir, "train")
+    num_train, count_note = schedule_examples(config.data.num_train_examples, len(train_source))
+    num_steps = total_steps(config, num_train)
+    # Progressive learning: the stages' sizes and regularisation, a function of the step only
+    # (flaxnets.train.progressive); without stages, one stage of the whole run.
+    plan = stage_plan(config, num_steps, prep["image_size"])
     train_iter = data_lib.train_loader_from_config(
-        config.data, prep, config.data.train_source or data_dir, global_batch_size=global_batch, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count(), device_count=local_devices)
+        config.data, prep, train_source, global_batch_size=global_batch, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count(), device_count=local_devices,
+        stages=[(stage.end_step, stage_config(config, stage).data, stage.image_size) for stage in plan]
+        if config.progressive.stages else ())
     # The evaluation labels each image by its class *name*, as the training data numbers the
     # classes: a val/ with a subset of the classes, or another order, is scored correctly.
     eval_path = config.data.eval_source or data_dir
@@ -209,9 +224,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
         config.data, prep, eval_source,
         global_batch_size=eval_batch_size(config.eval.batch_size, mesh.devices.size),
         process_index=jax.process_index(), process_count=jax.process_count(), device_count=local_devices)
-    num_train, count_note = schedule_examples(config.data.num_train_examples, train_iter.num_examples)
     steps_per_epoch = config_steps_per_epoch(config, num_train)
-    num_steps = total_steps(config, num_train)
 
     # ------------------------------------------------------- Adapt to data ----
     # A recipe written for other data takes this data's class count, BatchNorm / EMA averages
@@ -268,13 +281,31 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
             config, workdir=workdir, state=state, mesh=mesh, train_examples=train_iter.num_examples,
             eval_examples=eval_iter.num_examples, data_classes=getattr(train_iter.source, "num_classes", None),
             count_note=count_note, num_train=num_train, steps_per_epoch=steps_per_epoch, num_steps=num_steps,
-            start_step=start_step, init_from=init_from, adapted=adapted)
+            start_step=start_step, init_from=init_from, adapted=adapted, plan=plan,
+            eval_image_size=prep["image_size"])
         print(summary, file=stream, flush=True)
         write_summary(workdir, summary)
 
     # --------------------------------------------------------------- Steps ----
-    train_step = train_step_from_config(config, graphdef, tx, schedule=schedule, mean=prep["mean"],
-                                        std=prep["std"], mesh=mesh)
+    # One compiled train step per stage setting (image size, dropout, Mixup / CutMix alphas),
+    # built when a stage first needs it and kept: each compiles once, for its one batch shape.
+    train_steps: dict = {}
+
+    def train_step_for(stage):
+        """(the stage's train step, whether it is new: its first call compiles it)."""
+        key = (stage.image_size, stage.dropout_rate, stage.mixup_alpha, stage.cutmix_alpha)
+        new = key not in train_steps
+        if new:
+            staged = stage_config(config, stage)
+            stage_graphdef = graphdef
+            if staged.model.dropout_rate != config.model.dropout_rate:
+                # The dropout rate is part of the static graph: the same parameters in a
+                # network built with the stage's rate.
+                stage_graphdef = split_model(create_model_from_config(staged))[0]
+            train_steps[key] = train_step_from_config(staged, stage_graphdef, tx, schedule=schedule,
+                                                      mean=prep["mean"], std=prep["std"], mesh=mesh)
+        return train_steps[key], new
+
     eval_step = make_eval_step(graphdef, mean=prep["mean"], std=prep["std"], mesh=mesh)
 
     if config.eval.every_steps:
@@ -293,6 +324,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     # segment's first step (which compiles the train step), restarted after every evaluation
     # and checkpoint.
     first_step = start_step + 1
+    compiling = {first_step}  # steps that compiled a train step: not in the logged rate
     interval_start = time.perf_counter()
     last_eval: dict = {}
     last_good = start_step
@@ -304,7 +336,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
         nonlocal pending, interval_start
         if not pending:
             return {}
-        timed = sum(1 for s, _ in pending if s > first_step)
+        timed = sum(1 for s, _ in pending if s not in compiling)
         values = jax.device_get([m for _, m in pending])
         for (s, _), m in zip(pending, values):
             if not bool(m["finite"]):
@@ -329,11 +361,23 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
     preempted = None
     step = start_step
     evaluated = False
+    stage = None
     batches = _Prefetch(train_iter, mesh, depth=PREFETCH)
     preemption = _Preemption(ctrl_c=jax.process_count() == 1)
     try:
         with preemption:
             while step < last_step:
+                if stage is None or step >= stage.end_step:
+                    stage = stage_at(plan, step)
+                    train_step, new = train_step_for(stage)
+                    if config.progressive.stages and stage.start_step == step:
+                        # Logged as its first step's; a resume truncates it with that step.
+                        writer.write(step + 1, {"epoch": round((step + 1) / steps_per_epoch, 4), **stage.record()})
+                    if step != start_step and new:
+                        compiling.add(step + 1)
+                        progress.message(f"step {step + 1}: stage {stage.index + 1} of {len(plan)} at "
+                                         f"{stage.image_size}x{stage.image_size}: compiling its train step ...")
+                        first_started = time.perf_counter()
                 if step == start_step:
                     progress.message(f"step {step + 1}: compiling the train step (this first step takes longer) ...")
                     first_started = time.perf_counter()
@@ -344,7 +388,7 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
                 batches.fill()  # the next batches' reading and transfer overlap with this step
                 step += 1
                 pending.append((step, metrics))
-                if step == first_step:
+                if step in compiling:
                     jax.block_until_ready(metrics)
                     progress.message(f"step {step}: done in {time.perf_counter() - first_started:.1f} s "
                                      "(compiling included); rate and ETA from the steps after it")
