@@ -79,3 +79,18 @@ def test_train_stops_before_any_work_directory_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert status == 1 and "\n" not in err and "holds class folders (c0, c1), not train/ and val/" in err
     assert not workdir.exists()
+
+
+def test_training_paths_read_the_sources_once_checked(tmp_path):
+    """`training_paths` is the layout check plus the paths the loaders open: the config's sources
+    where set, else --data (a wrong layout is still its one-line error)."""
+    from flaxnets.config import DataConfig
+    from flaxnets.data import training_paths
+
+    root = _splits(tmp_path / "d")
+    assert training_paths(DataConfig(), str(root)) == (str(root), str(root))
+    held = tmp_path / "held"
+    write_class_folders(held / "val", [1, 1], size=(8, 8))
+    assert training_paths(DataConfig(eval_source=str(held)), str(root)) == (str(root), str(held))
+    with pytest.raises(FlaxnetsError, match="same folder"):
+        training_paths(DataConfig(eval_source=str(root / "train")), str(root))

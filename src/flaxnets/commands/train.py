@@ -47,9 +47,9 @@ def check_data_dir(path: str, config=None) -> None:
     if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
         raise FlaxnetsError(f"--data {path!r} is not a readable directory")
     if config is not None:
-        from flaxnets.data.layout import check_training_layout
+        from flaxnets.data.layout import training_paths
 
-        check_training_layout(path, train_source=config.data.train_source, eval_source=config.data.eval_source)
+        training_paths(config.data, path)
 
 
 def run(args) -> int:

@@ -15,12 +15,13 @@ Public API (names are loaded lazily, so `import flaxnets.data` imports neither G
   `eval_loader_from_config(data, prep, path, *, global_batch_size, ...)`: the same loaders as a
   `DataConfig` and the run's resolved preprocessing ask (`flaxnets.train.from_config.
   resolve_preprocessing`), each `data.*` key read in one place; training and `flaxnets eval
-  --workdir` build their loaders this way.
+  --workdir` / `--weights` build their loaders this way.
 * `train_transform` / `eval_transform` (`flaxnets.data.transforms`): one image as the `crop`
   flavour's reference pipeline makes it.
 * `check_training_layout(data_dir, *, train_source=None, eval_source=None)`: a one-line error
   unless training reads a train/ split of two or more classes and a separate val/ split
-  (`flaxnets.data.layout`).
+  (`flaxnets.data.layout`); `training_paths(data, data_dir)` runs it and returns the training and
+  held-out paths (data.train_source / data.eval_source, else `data_dir`), those keys' one reader.
 * `normalize(images, mean, std)` -> float32 (jnp, on the device; mean/std on the 0-255 scale).
 * `prepare_split` / `RecordSource` (`flaxnets.data.records`), `export_digits`
   (`flaxnets.data.digits`).
@@ -37,6 +38,7 @@ _EXPORTS = {
     "train_loader_from_config": "flaxnets.data.loader",
     "eval_loader_from_config": "flaxnets.data.loader",
     "check_training_layout": "flaxnets.data.layout",
+    "training_paths": "flaxnets.data.layout",
     "normalize": "flaxnets.data.transforms",
     "train_transform": "flaxnets.data.transforms",
     "eval_transform": "flaxnets.data.transforms",

@@ -32,6 +32,14 @@ def _training_classes(folder: Path) -> list[str] | None:
     return _class_folders(folder) or None
 
 
+def training_paths(data, data_dir) -> tuple:
+    """(training path, held-out path) of a run on `data_dir` as `data` (a `DataConfig`) asks, after
+    `check_training_layout`: `data.train_source` / `data.eval_source` where set, else `data_dir`
+    (whose train/ and val/ splits the loaders open). The one reader of those two keys."""
+    check_training_layout(data_dir, train_source=data.train_source, eval_source=data.eval_source)
+    return data.train_source or data_dir, data.eval_source or data_dir
+
+
 def check_training_layout(data_dir, *, train_source=None, eval_source=None) -> None:
     """A one-line FlaxnetsError unless training can read a training split and a separate
     held-out split: `data_dir`/train and `data_dir`/val, or `train_source` / `eval_source`

@@ -201,9 +201,8 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
 
     # --------------------------------------------------------------- Input ----
     prep = resolve_preprocessing(config)
-    data_lib.check_training_layout(data_dir, train_source=config.data.train_source,
-                                   eval_source=config.data.eval_source)
-    train_source = data_lib.open_source(config.data.train_source or data_dir, "train")
+    train_path, eval_path = data_lib.training_paths(config.data, data_dir)
+    train_source = data_lib.open_source(train_path, "train")
     num_train, count_note = schedule_examples(config.data.num_train_examples, len(train_source))
     num_steps = total_steps(config, num_train)
     # Progressive learning: the stages' sizes and regularisation, a function of the step only
@@ -216,7 +215,6 @@ def train_and_evaluate(config, *, data_dir, workdir, init_from=None, allow_confi
         if config.progressive.stages else ())
     # The evaluation labels each image by its class *name*, as the training data numbers the
     # classes: a val/ with a subset of the classes, or another order, is scored correctly.
-    eval_path = config.data.eval_source or data_dir
     eval_source = match_classes(data_lib.open_source(eval_path, "val"),
                                 getattr(train_iter.source, "class_names", None),
                                 where=str(split_folder(eval_path, "val")), whose="the training data")
