@@ -52,3 +52,21 @@ def test_benchmark_data_skips_undecodable_files_once_each(tmp_path, capsys):
     captured = capsys.readouterr()
     assert sorted(reported(captured.err)) == sorted(str(odd[name]) for name in UNDECODABLE)
     assert "images/s" in captured.out and "2 undecodable images skipped" in captured.out
+
+
+def test_benchmark_data_times_a_recipes_own_pipeline(tmp_path, capsys):
+    """`--recipe` times the recipe's training loader (its crop, size and augmentation as training
+    reads them, --set applied); the flags it would contradict are one-line errors."""
+    write_class_folders(tmp_path / "train", [3, 3], size=(40, 50))
+    assert main(["benchmark", "data", str(tmp_path), "--recipe", "efficientnet_b0_tpu", "--set", "data.image_size=24",
+                 "--batches", "1", "--batch-size", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["recipe"], result["crop"], result["image_size"], result["images"]) == (
+        "efficientnet_b0_tpu", "tf_tpu", 24, 4)
+    assert result["augment"] == "none" and result["images_per_second"] > 0
+    assert main(["benchmark", "data", str(tmp_path), "--recipe", "efficientnet_b0_tpu", "--crop", "inception"]) == 2
+    assert "--crop with --recipe efficientnet_b0_tpu: the recipe's data.crop is timed" in capsys.readouterr().err
+    assert main(["benchmark", "data", str(tmp_path), "--set", "data.crop=inception"]) == 2
+    assert "--set goes with --recipe" in capsys.readouterr().err
+    assert main(["benchmark", "data", str(tmp_path), "--recipe", "efficientnet_b0_tpu", "--set", "data.crpo=1"]) == 2
+    assert "data.crpo" in capsys.readouterr().err

@@ -8,17 +8,22 @@ def add_arguments(parser):
     sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
     data = sub.add_parser("data", help="images/s of the train transform over a folder of class folders")
     data.add_argument("dir", metavar="DIR", help="folder of class sub-folders of JPEGs (or with train/)")
-    data.add_argument("--augment", choices=["none", "autoaugment", "randaugment"], default="none",
+    data.add_argument("--recipe", metavar="NAME",
+                      help="time this recipe's own training pipeline (its data.* keys: crop, size, "
+                           "interpolation, augmentation), changed with --set; excludes --augment/--crop/--image-size")
+    data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="with --recipe: override a recipe field, as `flaxnets train --set` (repeatable)")
+    data.add_argument("--augment", choices=["none", "autoaugment", "randaugment"], default=None,
                       help="augmentation after crop and flip (default none)")
-    data.add_argument("--augment-on", choices=["host", "device"], default="host",
+    data.add_argument("--augment-on", choices=["host", "device"], default=None,
                       help="data.augment_on: device times only the host's share, drawing the choices "
                            "(default host)")
     data.add_argument("--workers", type=int, default=0, help="decoding worker processes (default 0: in-process)")
     data.add_argument("--batches", type=int, default=20, help="batches to time (default 20)")
     data.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    data.add_argument("--image-size", type=int, default=224, help="output resolution (default 224)")
-    data.add_argument("--crop", choices=["tf_vision", "tf_tpu", "inception"], default="tf_vision",
-                      help="crop flavour (data.crop)")
+    data.add_argument("--image-size", type=int, default=None, help="output resolution (default 224)")
+    data.add_argument("--crop", choices=["tf_vision", "tf_tpu", "inception"], default=None,
+                      help="crop flavour (data.crop; default tf_vision)")
     data.add_argument("--json", action="store_true", help="print one JSON object")
     model = sub.add_parser("model", help="images/s of a model's train or inference step")
     model.add_argument("name", metavar="NAME", help="model name (see `flaxnets models`)")

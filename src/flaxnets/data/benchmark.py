@@ -43,14 +43,36 @@ def _decoder() -> str:
 
 
 def measure(path, *, workers: int, batches: int, batch_size: int, image_size: int,
-            crop: str = "tf_vision", augment=None) -> dict:
+            crop: str = "tf_vision", augment=None, config=None) -> dict:
     """Images per second of the training transform. With `workers` = 0 one process runs the
     transform in a loop (one core); otherwise the Grain loader with that many worker processes,
-    timed after its first batch (worker start-up excluded)."""
+    timed after its first batch (worker start-up excluded). With `config` (a recipe's `Config`),
+    its own training loader (`train_loader_from_config`: every data.* key as training reads it,
+    `workers` in place of data.workers), in-process or with workers; `image_size` and `crop` are
+    then the recipe's and `augment` is unused."""
     source = open_source(path, "train")
     images = batches * batch_size
     bad: set[int] = set()
-    if workers == 0:
+    if config is not None:
+        import dataclasses
+
+        from flaxnets.data.loader import train_loader_from_config
+        from flaxnets.train.from_config import resolve_preprocessing
+
+        prep = resolve_preprocessing(config)
+        image_size, crop = prep["image_size"], prep["crop"]
+        data = dataclasses.replace(config.data, workers=workers)
+        loader = train_loader_from_config(data, prep, source, global_batch_size=min(batch_size, len(source)),
+                                          seed=config.seed)
+        batch_size = loader.local_batch_size
+        images = batches * batch_size
+        next(loader)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(loader)
+        seconds = time.perf_counter() - start
+        loader.close()
+    elif workers == 0:
         rng = np.random.default_rng(0)
         count = len(source)
 
@@ -103,21 +125,52 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
 
 def run(args) -> int:
     """The `benchmark data` sub-command."""
+    recipe = getattr(args, "recipe", None)
+    overrides = getattr(args, "overrides", None) or []
+    if recipe is None:
+        if overrides:
+            raise UsageError("--set goes with --recipe NAME (the recipe whose data.* keys it changes)")
+        args.augment = args.augment or "none"
+        args.augment_on = getattr(args, "augment_on", None) or "host"
+        args.image_size = 224 if args.image_size is None else args.image_size
+        args.crop = args.crop or "tf_vision"
+    else:
+        for flag, value in (("--augment", args.augment), ("--augment-on", getattr(args, "augment_on", None)),
+                            ("--crop", args.crop), ("--image-size", args.image_size)):
+            if value is not None:
+                key = {"--augment-on": "augment_on", "--image-size": "image_size"}.get(flag, flag[2:])
+                raise UsageError(f"{flag} with --recipe {recipe}: the recipe's data.{key} is timed; "
+                                 f"change it with --set data.{key}=...")
     for flag, value, least in (("--workers", args.workers, 0), ("--batches", args.batches, 1),
-                               ("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 1)):
+                               ("--batch-size", args.batch_size, 1), ("--image-size", 1 if args.image_size is None else args.image_size, 1)):
         if value < least:
             raise UsageError(f"{flag} {value}: expected at least {least}")
-    augment = make_augment(args.augment, getattr(args, "augment_on", "host"))
-    result = measure(args.dir, workers=args.workers, batches=args.batches,
-                     batch_size=args.batch_size, image_size=args.image_size, crop=args.crop,
-                     augment=augment)
-    result["augment"] = args.augment
-    result["augment_on"] = getattr(args, "augment_on", "host")
+    if recipe is not None:
+        from flaxnets.commands.train import load_config
+
+        config = load_config(recipe, overrides)
+        result = measure(args.dir, workers=args.workers, batches=args.batches, batch_size=args.batch_size,
+                         image_size=0, config=config)
+        args.image_size = result["image_size"]
+        args.augment = config.data.augment
+        args.augment_on = config.data.augment_on
+        result["recipe"] = recipe
+        result["augment"] = args.augment
+        result["augment_on"] = args.augment_on
+    else:
+        augment = make_augment(args.augment, args.augment_on)
+        result = measure(args.dir, workers=args.workers, batches=args.batches,
+                         batch_size=args.batch_size, image_size=args.image_size, crop=args.crop,
+                         augment=augment)
+        result["augment"] = args.augment
+        result["augment_on"] = args.augment_on
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{result['images_per_second']:.1f} images/s with {plural(args.workers, 'worker')} "
-              f"({result['images_per_second_per_worker']:.1f} per worker; augment {args.augment} on the "
+              f"({result['images_per_second_per_worker']:.1f} per worker; "
+              + (f"recipe {recipe}, {result['crop']} crop, " if recipe else "")
+              + f"augment {args.augment} on the "
               f"{result['augment_on']}, "
               f"{args.image_size}px, {result['decoder']} JPEG decode, {plural(result['images'], 'image')} in "
               f"{result['seconds']:.2f} s)")
