@@ -25,6 +25,7 @@ LONGEST_FIRST = (
     "export/test_recipe_export.py",  # trains a published recipe 440 steps, compiles two recipes' bfloat16 steps, exports each three ways
     "train/test_reference_trajectory_past_warmup.py",  # three compiled recipe steps, 20 steps each at batch 128-256
     "test_quant.py",  # a QAT MobileNet v3 run and its int8 export
+    "train/test_progressive.py",  # a 3-stage digits run and its kill -9 resume (~90 s)
     "reliability/test_resume.py",
     "reliability/test_faults.py",
     "weights/test_keras_parity.py",
