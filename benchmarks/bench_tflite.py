@@ -55,6 +55,18 @@ MODELS = ["mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v4_conv_small",
           "efficientnet_lite0", "efficientnet_b0"]
 
 
+def cpu_features() -> str:
+    """The CPU's vector extensions XNNPACK's int8 kernels depend on (Linux /proc/cpuinfo), e.g.
+    "avx2, avx512f, avx512_vnni"; int8 is only faster than float32 where the CPU has int8 dot
+    products (VNNI and the like)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "CPU flags unknown"
+    wanted = [f for f in flags.split(":", 1)[1].split() if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")]
+    return ", ".join(wanted) or "no AVX2"
+
+
 def median_ms(run, x, *, runs: int, warmup: int) -> list[float]:
     """`runs` timed calls of run(x) after `warmup` untimed ones, in milliseconds."""
     for _ in range(warmup):
@@ -174,7 +186,7 @@ def main(argv=None) -> int:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{datetime.date.today()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}, nice {os.nice(0)}, "
+          f"{os.cpu_count()} CPUs ({cpu_features()}), load average {load:.1f}, nice {os.nice(0)}, "
           f"{args.rounds} rounds x {args.runs} runs, one thread per runtime")
     print("| model | LiteRT float32 MB | LiteRT int8 MB | ONNX MB | XNNPACK partitions float32 / int8 | "
           "LiteRT float32 ms | LiteRT int8 ms | ONNX Runtime float32 ms |")

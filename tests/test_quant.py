@@ -4,6 +4,7 @@ uninterrupted run's weights and ranges), and a digits MobileNet v3 Small trained
 to an int8 LiteRT model of builtin int8 ops, in one XNNPACK partition, whose held-out top-1 is
 within 0.5 points of the fake-quantized JAX network's."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def qat_mobilenet(digits, tmp_path_factory):
                  "--set", "model.bn_momentum=0.5", "--set", "eval.every_epochs=4"]) == 0
     path = workdir.parent / "int8.tflite"
     assert main(["export", "--workdir", str(workdir), "--format", "tflite", "--int8", "--out", str(path),
-                 "--check"]) == 0
+                 "--check", "--check-data", str(digits / "val")]) == 0
     return workdir, path
 
 
@@ -116,6 +117,19 @@ def test_qat_int8_export_matches_its_fake_quant_model(digits, qat_mobilenet, cap
     figures = f"held-out top-1: fake-quant JAX {jax_top1:.2%}, int8 LiteRT {int8_top1:.2%}"
     assert jax_top1 > 0.5, figures  # a trained network, or the comparison says little
     assert abs(int8_top1 - jax_top1) <= 0.005, figures
+
+    # `--check-data` measured the same figures and recorded them in the run; the report shows them.
+    (record,) = [json.loads(line) for line in (workdir / "exports.jsonl").read_text().splitlines()]
+    assert record["held_out"] == {"data": str((digits / "val").resolve()), "images": len(val),
+                                  "file_top1": int8_top1, "jax_top1": jax_top1}
+    assert record["int8"] and record["qat"] and record["file"] == str(path.resolve())
+    assert main(["report", str(workdir), "--out", str(workdir.parent / "report")]) == 0
+    report = (workdir.parent / "report" / "report.md").read_text()
+    assert "- Quantization-aware training (quant.mode=qat): int8 weights (per channel)" in report
+    assert (f"- LiteRT int8 with the ranges learned in training export `{path.resolve()}` "
+            f"({path.stat().st_size / 2**20:.2f} MiB): top-1 on {len(val)} images of `{(digits / 'val').resolve()}`: "
+            f"{100 * int8_top1:.2f}% for the file, {100 * jax_top1:.2f}% for the run's fake-quantized network "
+            f"({100 * (int8_top1 - jax_top1):+.2f} points)") in report, report
 
 
 def test_qat_export_refuses_untrained_ranges(tmp_path):
