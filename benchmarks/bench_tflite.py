@@ -63,7 +63,8 @@ def cpu_features() -> str:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):
         return "CPU flags unknown"
-    wanted = [f for f in flags.split(":", 1)[1].split() if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")]
+    known = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    wanted = [f for f in flags.split(":", 1)[1].split() if f in known]
     return ", ".join(wanted) or "no AVX2"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 
 from flaxnets.errors import FlaxnetsError, UsageError
 from flaxnets.export.tflite import (CALIBRATION_IMAGES, LiteRTModel, Preprocessing, export_tflite,
@@ -124,8 +125,12 @@ def export(args, loaded, resolution: int) -> int:
         record = {"file": str(path.resolve()), "format": "tflite", "int8": bool(args.int8), "qat": qat,
                   "include_preprocessing": bool(args.include_preprocessing),
                   "mib": round(path.stat().st_size / 2**20, 3), "held_out": held_out}
-        with open(pathlib.Path(args.workdir) / EXPORTS_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        exports = pathlib.Path(args.workdir) / EXPORTS_FILE
+        try:
+            with open(exports, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # e.g. a read-only run: the file is written all the same
+            print(f"note: not recorded in {exports} ({e.strerror or e})", file=sys.stderr)
     return 0
 
 
