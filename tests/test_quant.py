@@ -126,8 +126,8 @@ def test_qat_int8_export_matches_its_fake_quant_model(digits, qat_mobilenet, cap
     assert main(["report", str(workdir), "--out", str(workdir.parent / "report")]) == 0
     report = (workdir.parent / "report" / "report.md").read_text()
     assert "- Quantization-aware training (quant.mode=qat): int8 weights (per channel)" in report
-    assert (f"- LiteRT int8 with the ranges learned in training export `{path.resolve()}` "
-            f"({path.stat().st_size / 2**20:.2f} MiB): top-1 on {len(val)} images of `{(digits / 'val').resolve()}`: "
+    assert (f"- LiteRT export `{path.resolve()}` (int8, the ranges learned in training, "
+            f"{path.stat().st_size / 2**20:.2f} MiB): top-1 on {len(val)} images of `{(digits / 'val').resolve()}`: "
             f"{100 * int8_top1:.2f}% for the file, {100 * jax_top1:.2f}% for the run's fake-quantized network "
             f"({100 * (int8_top1 - jax_top1):+.2f} points)") in report, report
 

@@ -321,10 +321,10 @@ def test_qat_run_and_its_exports(tmp_path):
         text = write_report(qat, tmp_path / "out").read_text()
     assert ("- Quantization-aware training (quant.mode=qat): int8 weights (per channel) and int8 activations "
             "(minmax ranges) fake-quantized in every step; its evaluations are the fake-quantized network's") in text
-    assert ("- LiteRT int8 with the ranges learned in training export `/x/qat_int8.tflite` (1.76 MiB): top-1 on "
+    assert ("- LiteRT export `/x/qat_int8.tflite` (int8, the ranges learned in training, 1.76 MiB): top-1 on "
             "360 images of `/d/val`: 98.06% for the file, 97.78% for the run's fake-quantized network "
             "(+0.28 points)") in text
-    assert ("- LiteRT float32 export `/x/qat.tflite` (6.50 MiB): no accuracy measured "
+    assert ("- LiteRT export `/x/qat.tflite` (float32, 6.50 MiB): no accuracy measured "
             "(`flaxnets export --check-data DIR` measures it)") in text
 
     plain = write_run(tmp_path / "float", config=run_config("digits_demo"), class_names=None)

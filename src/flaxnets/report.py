@@ -221,10 +221,11 @@ def _quant_lines(run: Run) -> list[str]:
                      f"activations ({q.activation_calibration} ranges) fake-quantized in every step; its "
                      "evaluations are the fake-quantized network's")
     for e in run.exports:
-        kind = "int8" if e.get("int8") else "float32"
+        kind = "float32"
         if e.get("int8"):
-            kind += " with the ranges learned in training" if e.get("qat") else " (post-training quantization)"
-        line = f"- LiteRT {kind} export `{e['file']}`" + (f" ({e['mib']:.2f} MiB)" if _is_number(e.get("mib")) else "")
+            kind = "int8, the ranges learned in training" if e.get("qat") else "int8, post-training quantization"
+        size = f", {e['mib']:.2f} MiB" if _is_number(e.get("mib")) else ""
+        line = f"- LiteRT export `{e['file']}` ({kind}{size})"
         held = e.get("held_out")
         if isinstance(held, dict) and _is_number(held.get("file_top1")) and _is_number(held.get("jax_top1")):
             network = "fake-quantized network" if e.get("qat") else "float network"
