@@ -301,3 +301,32 @@ def test_learning_rate_plot_is_logarithmic(tmp_path, monkeypatch):
         f.write(json.dumps({"step": 0, "epoch": 0, "learning_rate": 0.0}) + "\n")
     write_report([a, zero], tmp_path / "out2")
     assert scales["learning_rate.png"] == "symlog"
+
+
+def test_qat_run_and_its_exports(tmp_path):
+    """A quant.mode=qat run says so; each LiteRT export recorded in exports.jsonl shows its file
+    and, where `--check-data` measured it, the file's top-1 beside the run's network's; a float
+    run without exports shows neither; a broken record is skipped with a warning."""
+    from flaxnets.config import QuantConfig
+
+    qat = write_run(tmp_path / "qat", config=run_config("digits_demo", quant=QuantConfig(mode="qat")),
+                    class_names=None)
+    records = [
+        {"file": "/x/qat_int8.tflite", "format": "tflite", "int8": True, "qat": True, "mib": 1.757,
+         "held_out": {"data": "/d/val", "images": 360, "file_top1": 353 / 360, "jax_top1": 352 / 360}},
+        {"file": "/x/qat.tflite", "format": "tflite", "int8": False, "qat": False, "mib": 6.5, "held_out": None},
+    ]
+    (qat / "exports.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "{not json\n")
+    with pytest.warns(UserWarning, match=r"exports.jsonl:3: not an export record, skipped"):
+        text = write_report(qat, tmp_path / "out").read_text()
+    assert ("- Quantization-aware training (quant.mode=qat): int8 weights (per channel) and int8 activations "
+            "(minmax ranges) fake-quantized in every step; its evaluations are the fake-quantized network's") in text
+    assert ("- LiteRT export `/x/qat_int8.tflite` (int8, the ranges learned in training, 1.76 MiB): top-1 on "
+            "360 images of `/d/val`: 98.06% for the file, 97.78% for the run's fake-quantized network "
+            "(+0.28 points)") in text
+    assert ("- LiteRT export `/x/qat.tflite` (float32, 6.50 MiB): no accuracy measured "
+            "(`flaxnets export --check-data DIR` measures it)") in text
+
+    plain = write_run(tmp_path / "float", config=run_config("digits_demo"), class_names=None)
+    text = write_report(plain, tmp_path / "out2").read_text()
+    assert "Quantization-aware" not in text and "LiteRT" not in text

@@ -566,6 +566,12 @@ class Config:
             if not 0.0 <= getattr(self.data, key) <= 1.0:
                 raise UsageError(f"data.{key}={getattr(self.data, key)}: expected a probability in [0, 1]")
         self._validate_progressive()
+        if self.quant.mode == "qat" and self.model.dtype != "float32":
+            # Qwix's fake quantization of a bfloat16 network learns a different set of ranges
+            # (EfficientNet's squeeze-excite: one range fewer) than the float32 network the int8
+            # LiteRT export rebuilds, and the int8 model never computes in bfloat16.
+            raise UsageError(f"quant.mode=qat with model.dtype={self.model.dtype}: quantization-aware training "
+                             "computes in float32, as the int8 export it prepares (set model.dtype=float32)")
         calibration = self.quant.activation_calibration
         method, *factor = calibration.split(",")
         if method not in ("minmax", "absmax") or len(factor) > 1 or not _is_fraction(factor):

@@ -38,7 +38,7 @@ from qwix._src import aux_data
 from qwix._src.providers import odml_ops
 
 from flaxnets.config import QuantConfig
-from flaxnets.models.layers import conv_implementation
+from flaxnets.models.layers import Dense, conv_implementation
 
 _DTYPES = {"int8": jnp.int8}
 
@@ -84,6 +84,14 @@ class _HardSwish(_Constants):
         return self._fake_quant_output(sixth * gate, rule)
 
 
+class _Sigmoid(odml_ops.QuantizedOp):
+    """The squeeze-excite sigmoid gate: an int8 LOGISTIC, whose output LiteRT fixes at scale
+    1/256 and zero point -128 (the range Qwix gives its softmax and silu's sigmoid)."""
+
+    input_idx = [0]
+    fixed_range_for_output = odml_ops.Softmax.fixed_range_for_output
+
+
 def _rules(quant: QuantConfig) -> list[qwix.QuantizationRule]:
     return [qwix.QuantizationRule(module_path=".*", weight_qtype=_DTYPES[quant.weight_dtype],
                                   act_qtype=_DTYPES[quant.activation_dtype],
@@ -95,6 +103,9 @@ def _with_flaxnets_ops(provider):
     provider._ops["flaxnets.models.layers.BatchNorm.__call__"] = odml_ops.BatchNorm
     provider._ops["flaxnets.models.layers.hard_swish"] = _HardSwish
     provider._ops["flaxnets.models.layers.hard_sigmoid"] = _HardSigmoid
+    # swish as Qwix's silu: int8 input, int8 LOGISTIC, int8 MUL (EfficientNet-B series).
+    provider._ops["flaxnets.models.layers.swish"] = odml_ops.Silu
+    provider._ops["flaxnets.models.layers.sigmoid"] = _Sigmoid
     # Dropout and stochastic depth (train mode only): transparent, as Qwix's Linen Dropout rule.
     provider._ops["flax.nnx.Dropout.__call__"] = odml_ops.Dropout
     return provider
@@ -178,8 +189,32 @@ def conversion_model(model: nnx.Module, quant: QuantConfig, *, image_size: int) 
     """The float network of a QAT `model` in eval mode, traced with each fake quantization as a
     `quant.fake_quant` composite holding the int8 scale and zero point learned in training (the
     weights' from the weights), for the LiteRT converter's QDQ conversion."""
-    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    plain = _fold_dense_batchnorm(float_model(model))
+    params = nnx.to_pure_dict(nnx.state(plain, nnx.Param))
     ranges = nnx.to_pure_dict(nnx.state(model, qwix.QuantStat))
     provider = _with_flaxnets_ops(qwix.OdmlConversionProvider(
         _rules(quant), params, ranges, disable_per_channel_weights=not quant.per_channel_weights))
-    return _quantize(float_model(model), provider, image_size)
+    return _quantize(plain, provider, image_size)
+
+
+def _fold_dense_batchnorm(model: nnx.Module) -> nnx.Module:
+    """`model` (a float network in eval mode, changed in place) with the BatchNorm after its
+    pre-logits dense layer (MobileNet v4) folded into that layer's kernel and bias.
+
+    Qwix's QAT fuses that BatchNorm into the dense layer, as it does after a convolution, and
+    learns one range for the result; the LiteRT converter folds a BatchNorm into a convolution
+    but leaves one after FULLY_CONNECTED as float SUB, MUL, MUL and ADD between a DEQUANTIZE and
+    a QUANTIZE. Folded here, the dense layer is the one int8 FULLY_CONNECTED the QAT network
+    computed: with per-channel weights the folded kernel quantizes to the same integers (each
+    output channel's scale is multiplied by that channel's |BatchNorm scale|)."""
+    for _, module in model.iter_modules():
+        dense, bn = getattr(module, "pre_logits", None), getattr(module, "pre_logits_bn", None)
+        if not isinstance(dense, Dense) or bn is None:
+            continue
+        scale = bn.scale.value * jax.lax.rsqrt(bn.var.value + bn.epsilon)
+        bias = dense.bias.value if dense.bias is not None else jnp.zeros_like(scale)
+        dense.kernel.value = dense.kernel.value * scale
+        dense.bias = nnx.Param((bias - bn.mean.value) * scale + bn.bias.value)
+        dense.use_bias = True
+        module.pre_logits_bn = nnx.data(None)
+    return model

@@ -26,7 +26,7 @@ from flaxnets import imagenet
 from flaxnets.errors import FlaxnetsError
 from flaxnets.recipes import list_recipes, recipe_info
 from flaxnets.text import plural
-from flaxnets.train.workdir import CLASS_NAMES_FILE, CONFIG_FILE, METRICS_FILE, read_config
+from flaxnets.train.workdir import CLASS_NAMES_FILE, CONFIG_FILE, EXPORTS_FILE, METRICS_FILE, read_config
 
 REPORT_FILE = "report.md"
 PLOT_FILES = {
@@ -60,6 +60,10 @@ class Run:
     other_data: str | None = None
     #: False when the run kept no best checkpoint (checkpoint.keep_best off).
     keep_best: bool = True
+    #: The run's `quant` section when it trained quantization-aware (`quant.mode=qat`), else None.
+    quant: object = None
+    #: The LiteRT exports of the run (WORKDIR/exports.jsonl records), oldest first.
+    exports: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
@@ -175,6 +179,8 @@ def read_run(workdir: str | os.PathLike, label: str | None = None) -> Run:
     run.source = config.source or None
     run.model = config.model.name
     run.keep_best = config.checkpoint.keep_best
+    run.quant = config.quant if config.quant.mode == "qat" else None
+    run.exports = _read_exports(workdir)
     run.other_data = other_data(workdir, run.records, config.model.num_classes)
     if run.recipe in list_recipes():
         run.published_top1 = _as_fraction(recipe_info(run.recipe)["published_top1"])
@@ -189,6 +195,53 @@ def read_run(workdir: str | os.PathLike, label: str | None = None) -> Run:
             run.notes.append(f"published top-1 is {run.model}'s published figure "
                              "(the recipe is not a bundled one)")
     return run
+
+
+def _read_exports(workdir: Path) -> list[dict]:
+    """The records of WORKDIR/exports.jsonl ([] without one); a line that is not a JSON object
+    is skipped with a warning, as the report shows what it can."""
+    path = workdir / EXPORTS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and "file" in record:
+            records.append(record)
+        elif line.strip():
+            warnings.warn(f"{path}:{number}: not an export record, skipped", stacklevel=2)
+    return records
+
+
+def _quant_lines(run: Run) -> list[str]:
+    """What a quantization-aware run is, and the top-1 of its int8 exports beside its network's."""
+    lines = []
+    if run.quant is not None:
+        q = run.quant
+        lines.append(f"- Quantization-aware training (quant.mode=qat): {q.weight_dtype} weights "
+                     f"({'per channel' if q.per_channel_weights else 'per tensor'}) and {q.activation_dtype} "
+                     f"activations ({q.activation_calibration} ranges) fake-quantized in every step; its "
+                     "evaluations are the fake-quantized network's")
+    for e in run.exports:
+        kind = "float32"
+        if e.get("int8"):
+            kind = "int8, the ranges learned in training" if e.get("qat") else "int8, post-training quantization"
+        size = f", {e['mib']:.2f} MiB" if _is_number(e.get("mib")) else ""
+        line = f"- LiteRT export `{e['file']}` ({kind}{size})"
+        held = e.get("held_out")
+        if isinstance(held, dict) and _is_number(held.get("file_top1")) and _is_number(held.get("jax_top1")):
+            network = "fake-quantized network" if e.get("qat") else "float network"
+            diff = 100.0 * (held["file_top1"] - held["jax_top1"])
+            line += (f": top-1 on {held.get('images', '?')} images of `{held.get('data', '?')}`: "
+                     f"{_pct(held['file_top1'])}% for the file, {_pct(held['jax_top1'])}% for the run's "
+                     f"{network} ({diff:+.2f} points)")
+        else:
+            line += ": no accuracy measured (`flaxnets export --check-data DIR` measures it)"
+        lines.append(line)
+    return lines
 
 
 def _pct(v) -> str:
@@ -294,6 +347,7 @@ def _run_section(run: Run, heading: str) -> list[str]:
     if s["best_ema"] is not None:
         lines.append(_figure_line("Final (EMA)", s["final"], "eval_ema_top1", "eval_ema_top5"))
         lines.append(_figure_line("Best (EMA)", s["best_ema"], "eval_ema_top1", "eval_ema_top5"))
+    lines += _quant_lines(run)
     lines += [f"- Note: {n}" for n in run.notes]
     lines.append("")
     if run.evaluations():

@@ -260,6 +260,8 @@ def test_usage_errors(tmp_path, capsys):
     assert "--int8 needs --calibration" in capsys.readouterr().err
     assert main(base + ["--format", "onnx", "--include-preprocessing"]) == 2
     assert "applies to --format tflite" in capsys.readouterr().err
+    assert main(base + ["--format", "onnx", "--check-data", str(tmp_path)]) == 2
+    assert "--check-data applies to --format tflite, not onnx" in capsys.readouterr().err
     assert main(base + ["--format", "tflite", "--int8", "--calibration", str(tmp_path),
                         "--calibration-images", "0"]) == 2
     not_tflite = tmp_path / "x.tflite"

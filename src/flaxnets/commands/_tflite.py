@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
+import sys
+
 from flaxnets.errors import FlaxnetsError, UsageError
 from flaxnets.export.tflite import (CALIBRATION_IMAGES, LiteRTModel, Preprocessing, export_tflite,
                                     read_calibration, relative_difference, require_litert)
+from flaxnets.train.workdir import EXPORTS_FILE
+
+#: Images run at once through each network by `--check-data`.
+_CHECK_BATCH = 256
 
 #: Images compared in `--check` of a float export (random pixels) and, at most, of an int8 one
 #: (calibration images).
@@ -22,6 +30,10 @@ def add_export_arguments(parser):
                              "through the model's eval transform")
     parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
                         help=f"tflite --int8: how many images of --calibration to use (default {CALIBRATION_IMAGES})")
+    parser.add_argument("--check-data", metavar="DIR",
+                        help="tflite: a folder of the run's class folders (e.g. held-out images): print the "
+                             "top-1 of the file and of the JAX network on them (a --workdir run records it "
+                             f"in WORKDIR/{EXPORTS_FILE}, which `flaxnets report` shows)")
     parser.add_argument("--include-preprocessing", action="store_true",
                         help="tflite: the model takes raw uint8 RGB pixels (cropped and resized) and normalises inside")
 
@@ -31,6 +43,8 @@ def check_export_arguments(args) -> None:
     before any model is loaded."""
     given = [flag for flag, on in (("--int8", args.int8), ("--calibration", args.calibration),
                                    ("--include-preprocessing", args.include_preprocessing)) if on]
+    if args.check_data:
+        given.append("--check-data")
     if args.format != "tflite":
         if given:
             raise UsageError(f"{given[0]} applies to --format tflite, not {args.format}")
@@ -99,7 +113,77 @@ def export(args, loaded, resolution: int) -> int:
         difference, agreement = relative_difference(reference, path, images, mean=prep.mean, std=prep.std)
         print(f"LiteRT vs JAX on {what}: largest relative difference {difference:.2e}, "
               f"top-1 agreement {agreement:.0%}")
+    held_out = None
+    if args.check_data:
+        # As --check: a QAT run's int8 file beside its fake-quantized network, else the float one.
+        reference = loaded.model if qat else quant.float_model(loaded.model)
+        held_out = check_data_top1(args.check_data, path, reference, loaded, prep)
+        network = "fake-quantized JAX network" if qat else "float JAX network"
+        print(f"top-1 on the {held_out['images']:,} images of {args.check_data}: this file "
+              f"{held_out['file_top1']:.2%}, the {network} {held_out['jax_top1']:.2%}")
+    if args.workdir:
+        record = {"file": str(path.resolve()), "format": "tflite", "int8": bool(args.int8), "qat": qat,
+                  "include_preprocessing": bool(args.include_preprocessing),
+                  "mib": round(path.stat().st_size / 2**20, 3), "held_out": held_out}
+        exports = pathlib.Path(args.workdir) / EXPORTS_FILE
+        try:
+            with open(exports, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # e.g. a read-only run: the file is written all the same
+            print(f"note: not recorded in {exports} ({e.strerror or e})", file=sys.stderr)
     return 0
+
+
+def check_data_top1(folder, path, reference, loaded, prep) -> dict:
+    """The top-1 of the .tflite file at `path` and of the JAX network `reference` on the images
+    of `folder`'s class folders (named as the run's training classes), through the eval transform."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from flaxnets.data.decode import DecodeError, report_bad_file
+    from flaxnets.data.sources import is_image_name
+    from flaxnets.data.transforms import eval_transform, normalize
+
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"--check-data {folder}: not a folder (expected a folder of class folders)")
+    names = loaded.data_class_names or loaded.class_names
+    if names is None:
+        raise UsageError("--check-data needs the training classes' names, which this source does not record")
+    files = sorted(p for p in folder.rglob("*") if is_image_name(p.name) and p.is_file() and p.parent != folder)
+    if not files:
+        raise UsageError(f"--check-data {folder}: no image files in class folders found")
+    images, labels = [], []
+    for file in files:
+        name = file.relative_to(folder).parts[0]
+        if name not in names:
+            raise FlaxnetsError(f"--check-data {folder}: folder {name!r} is not among the run's "
+                                f"{len(names)} classes; expected a folder of the run's class folders")
+        try:
+            images.append(eval_transform(file.read_bytes(), image_size_px=prep.resolution,
+                                         crop_fraction=prep.crop_fraction, interpolation=prep.interpolation,
+                                         crop=prep.crop))
+        except (DecodeError, OSError) as e:
+            report_bad_file(str(file), str(e) or type(e).__name__)
+            continue
+        labels.append(names.index(name))
+    labels = np.asarray(labels)
+    lite = LiteRTModel(path)
+    reference.eval()
+    graphdef, state = nnx.split(reference)
+    forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(normalize(x, prep.mean, prep.std)))
+    file_top1 = jax_top1 = 0
+    size = min(_CHECK_BATCH, len(labels))
+    for start in range(0, len(labels), size):
+        y = labels[start:start + size]
+        # The last batch padded to the others' size (its padding's predictions dropped): one compile.
+        batch = np.stack(images[start:start + size] + [images[-1]] * (size - len(y)))
+        file_top1 += int((lite.logits(batch)[:len(y)].argmax(-1) == y).sum())
+        jax_top1 += int((np.asarray(forward(state, jnp.asarray(batch)))[:len(y)].argmax(-1) == y).sum())
+    return {"data": str(folder.resolve()), "images": len(labels), "file_top1": file_top1 / len(labels),
+            "jax_top1": jax_top1 / len(labels)}
 
 
 def predict_source(args) -> tuple[LiteRTModel, Preprocessing]:

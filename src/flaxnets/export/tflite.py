@@ -330,6 +330,11 @@ def export_tflite(model, path, *, prep: Preprocessing, calibration=None, qat=Non
     from flaxnets.models.layers import hard_swish_split
 
     require_litert()
+    dtype = np.dtype(getattr(model, "dtype", np.float32))
+    if dtype != np.float32:
+        raise FlaxnetsError(f"LiteRT export takes a float32 network; this one computes in {dtype.name}, which the "
+                            f"converter does not take: rebuild it in float32 around the same weights (flaxnets "
+                            f"export --workdir does so for a {dtype.name} run)")
     if qat is not None:
         return _export_qat(model, path, prep=prep, quant_config=qat)
     model = quant.float_model(model)

@@ -54,15 +54,28 @@ def hard_swish_split():
         _HARD_SWISH_SPLIT.reset(token)
 
 
+def swish(x):
+    """x * sigmoid(x) (`jax.nn.swish`). A function of this module, as `hard_swish` is, so that
+    quantization-aware training (`flaxnets.quant`) finds it by name: Qwix intercepts
+    `jax.nn.silu` only where it is looked up as that attribute, not through this table."""
+    return jax.nn.swish(x)
+
+
+def sigmoid(x):
+    """`jax.nn.sigmoid`, the squeeze-excite gate; a function of this module for the reason
+    `swish` gives (Qwix's op table has no sigmoid)."""
+    return jax.nn.sigmoid(x)
+
+
 ACTIVATIONS: dict[str, Callable] = {
     "relu": jax.nn.relu,
     "relu6": jax.nn.relu6,
     "hard_swish": hard_swish,
-    "swish": jax.nn.swish,
+    "swish": swish,
     # Exact (erf) GELU, as tf.nn.gelu's default and torch.nn.GELU (MobileNetV4 Hybrid-L).
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
 }
-GATES: dict[str, Callable] = {"sigmoid": jax.nn.sigmoid, "hard_sigmoid": hard_sigmoid}
+GATES: dict[str, Callable] = {"sigmoid": sigmoid, "hard_sigmoid": hard_sigmoid}
 PADDINGS = ("same", "symmetric")
 
 

@@ -26,6 +26,10 @@ CONFIG_FILE = "config.json"
 #: so `flaxnets predict --workdir` can name the classes of a run that is not ImageNet.
 CLASS_NAMES_FILE = "class_names.json"
 METRICS_FILE = "metrics.jsonl"
+#: What `flaxnets export --format tflite` of the run wrote (one JSON object per line: the file,
+#: int8 or not, quantization-aware or not, its size and the top-1 `--check-data` measured), read
+#: by `flaxnets report`.
+EXPORTS_FILE = "exports.jsonl"
 SUMMARY_FILE = "summary.txt"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
