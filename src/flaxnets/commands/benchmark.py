@@ -45,7 +45,15 @@ def run(args) -> int:
     if args.target == "data":
         from flaxnets.data.benchmark import run as run_data
 
-        return run_data(args)
+        if getattr(args, "recipe", None) is None:
+            return run_data(args)
+        from flaxnets.commands.train import load_config
+        from flaxnets.train.from_config import resolve_preprocessing
+
+        if args.augment or args.augment_on or args.crop or args.image_size is not None:
+            return run_data(args)  # the flag that contradicts the recipe is run_data's one-line error
+        config = load_config(args.recipe, args.overrides)
+        return run_data(args, config=config, prep=resolve_preprocessing(config))
     from flaxnets.train.benchmark import run as run_model
 
     return run_model(args)

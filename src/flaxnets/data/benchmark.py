@@ -43,13 +43,13 @@ def _decoder() -> str:
 
 
 def measure(path, *, workers: int, batches: int, batch_size: int, image_size: int,
-            crop: str = "tf_vision", augment=None, config=None) -> dict:
+            crop: str = "tf_vision", augment=None, config=None, prep=None) -> dict:
     """Images per second of the training transform. With `workers` = 0 one process runs the
     transform in a loop (one core); otherwise the Grain loader with that many worker processes,
-    timed after its first batch (worker start-up excluded). With `config` (a recipe's `Config`),
-    its own training loader (`train_loader_from_config`: every data.* key as training reads it,
-    `workers` in place of data.workers), in-process or with workers; `image_size` and `crop` are
-    then the recipe's and `augment` is unused."""
+    timed after its first batch (worker start-up excluded). With `config` (a recipe's `Config`)
+    and `prep` (its resolved preprocessing), its own training loader (`train_loader_from_config`:
+    every data.* key as training reads it, `workers` in place of data.workers), in-process or with
+    workers; `image_size` and `crop` are then the recipe's and `augment` is unused."""
     source = open_source(path, "train")
     images = batches * batch_size
     bad: set[int] = set()
@@ -57,9 +57,7 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
         import dataclasses
 
         from flaxnets.data.loader import train_loader_from_config
-        from flaxnets.train.from_config import resolve_preprocessing
 
-        prep = resolve_preprocessing(config)
         image_size, crop = prep["image_size"], prep["crop"]
         data = dataclasses.replace(config.data, workers=workers)
         loader = train_loader_from_config(data, prep, source, global_batch_size=min(batch_size, len(source)),
@@ -123,8 +121,9 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
     }
 
 
-def run(args) -> int:
-    """The `benchmark data` sub-command."""
+def run(args, config=None, prep=None) -> int:
+    """The `benchmark data` sub-command; with `--recipe`, `config` is that recipe with `--set`
+    applied and `prep` its resolved preprocessing (the commands layer reads them)."""
     recipe = getattr(args, "recipe", None)
     overrides = getattr(args, "overrides", None) or []
     if recipe is None:
@@ -146,11 +145,8 @@ def run(args) -> int:
         if value < least:
             raise UsageError(f"{flag} {value}: expected at least {least}")
     if recipe is not None:
-        from flaxnets.commands.train import load_config
-
-        config = load_config(recipe, overrides)
         result = measure(args.dir, workers=args.workers, batches=args.batches, batch_size=args.batch_size,
-                         image_size=0, config=config)
+                         image_size=0, config=config, prep=prep)
         args.image_size = result["image_size"]
         args.augment = config.data.augment
         args.augment_on = config.data.augment_on
