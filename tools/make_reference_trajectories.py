@@ -174,10 +174,14 @@ def set_up_dtype(dtype: str) -> None:
 
 
 class Float64Casts:
-    """The `tf` that official/vision/tasks/image_classification.py sees under `--dtype float64`:
+    """The `tf` that official/vision/tasks/image_classification.py and
+    official/modeling/optimization/legacy_adamw.py see under `--dtype float64`:
     `ImageClassificationTask.train_step` casts the logits to float32 (for mixed precision) and
     makes one-hot labels with `tf.one_hot`'s float32 default; both give float64 instead, so that
-    the loss and its gradient stay float64. Everything else is TensorFlow's own."""
+    the loss and its gradient stay float64. `AdamWeightDecay` makes its weight-decay rate a
+    float32 `tf.constant`, which cannot multiply a float64 variable; it is cast to float64 (as
+    tf_keras casts the optimizers' float32 hyper-parameter variables, `_get_hyper`). Everything
+    else is TensorFlow's own."""
 
     def __init__(self, tf):
         self._tf = tf
@@ -187,6 +191,10 @@ class Float64Casts:
 
     def cast(self, x, dtype, name=None):
         return self._tf.cast(x, self._tf.float64 if dtype == self._tf.float32 else dtype, name=name)
+
+    def constant(self, value, dtype=None, *args, **kwargs):
+        made = self._tf.constant(value, dtype, *args, **kwargs)
+        return self._tf.cast(made, self._tf.float64) if dtype is None and made.dtype == self._tf.float32 else made
 
     def one_hot(self, indices, depth, *args, **kwargs):
         if not args:
@@ -233,7 +241,9 @@ def run_tfvision(case: str, args) -> dict:
     num_classes = params.task.model.num_classes
 
     if args.dtype == "float64":
-        ic_task.tf = Float64Casts(tf)
+        from official.modeling.optimization import legacy_adamw
+
+        ic_task.tf = legacy_adamw.tf = Float64Casts(tf)
     with strategy.scope():
         task = ic_task.ImageClassificationTask(params.task)
         model = task.build_model()
