@@ -209,6 +209,11 @@ F64_CASES = ("efficientnet_b0_tpu", "mobilenet_v3_small_tfvision", "mobilenet_v3
 #: largest over the steps (docs/REFERENCE_TRAJECTORIES.md, "Past warmup in float64").
 F64_MEASURED: dict[str, dict[str, float]] = {
     "efficientnet_b0_tpu": {"loss": 0.0, "early motion": 2.92e-12, "final": 3.03e-07, "EMA": 2.87e-11},
+    "mobilenet_v3_small_tfvision": {"loss": 1.02e-12, "early motion": 3.88e-13, "final": 2.95e-10,
+                                    "EMA": 1.26e-13},
+    # Adam's fresh moments part MNv3-L's runs from step 11 on (loss 2.4e-8 at step 11, 1.3e-3 at
+    # step 19), far later than in float32 (after one step), but within the 20.
+    "mobilenet_v3_large_tfvision": {"loss": 1.29e-03, "early motion": 1.62e-11, "final": 1.60e-02},
 }
 #: Ours may part from the float64 reference by this multiple of the measured spread.
 F64_FACTOR = 10.0
@@ -307,7 +312,7 @@ def test_trajectory_past_warmup_float64(case, monkeypatch):
     problems = []
     for name, (value, where) in found.items():
         tolerance = F64_FACTOR * F64_MEASURED[case][name]
-        if name == "loss":
+        if name == "loss" and golden["reference"].startswith("tensorflow/tpu"):
             tolerance = max(tolerance, F64_LOSS_FLOOR)
         if value > tolerance:
             problems.append(f"{name} ({where}) departs by {value:.3g}, tolerance {tolerance:.3g}")
