@@ -8,7 +8,9 @@ test suite never imports TensorFlow or this file), for example:
 
 The committed goldens: `--replicas 1` and `2` of each case, `--steps 20` for
 efficientnet_b0_tpu and `--steps 3` for the MobileNets (docs/REFERENCE_TRAJECTORIES.md: their
-float32 trajectories part after a few steps whatever the implementation).
+float32 trajectories part after a few steps whatever the implementation); past warmup,
+`--start-step 100000 --steps 20 --size 32 --batch 128` (MobileNets) or `256` (B0), in float32 and
+with `--dtype float64` (`set_up_dtype`).
 
 Cases:
 - `mobilenet_v3_small_tfvision`, `mobilenet_v3_large_tfvision`: TF-Vision's own experiment
