@@ -8,7 +8,9 @@ test suite never imports TensorFlow or this file), for example:
 
 The committed goldens: `--replicas 1` and `2` of each case, `--steps 20` for
 efficientnet_b0_tpu and `--steps 3` for the MobileNets (docs/REFERENCE_TRAJECTORIES.md: their
-float32 trajectories part after a few steps whatever the implementation).
+float32 trajectories part after a few steps whatever the implementation); past warmup,
+`--start-step 100000 --steps 20 --size 32 --batch 128` (MobileNets) or `256` (B0), in float32 and
+with `--dtype float64` (`set_up_dtype`).
 
 Cases:
 - `mobilenet_v3_small_tfvision`, `mobilenet_v3_large_tfvision`: TF-Vision's own experiment
@@ -158,6 +160,68 @@ def start_past_warmup(optimizer, model, step: int) -> None:
             optimizer.get_slot(v, "average").assign(v)
 
 
+def set_up_dtype(dtype: str) -> None:
+    """`--dtype float64`: tf_keras builds every layer's variables and computation in float64
+    (`backend.set_floatx`). Its BatchNormalization then cannot be fused (the fused op takes
+    float16 / bfloat16 / float32 only; `_raise_if_fused_cannot_be_used`), so it runs unfused and
+    moves its moving variance towards the biased batch variance, TF-Vision's included
+    (`bn_moving_variance` records what the built layers do). The images are normalised in float32
+    as in the float32 runs and then cast to float64, on our side as well. float64 trajectories do
+    not part by float32 rounding near the activations' kinks within 20 steps, so the weight decay
+    and L2 terms, a small part of each step's motion, are seen (docs/REFERENCE_TRAJECTORIES.md)."""
+    if dtype == "float64":
+        import tf_keras
+
+        tf_keras.backend.set_floatx("float64")
+
+
+class Float64Casts:
+    """The `tf` that official/vision/tasks/image_classification.py and
+    official/modeling/optimization/legacy_adamw.py see under `--dtype float64`:
+    `ImageClassificationTask.train_step` casts the logits to float32 (for mixed precision) and
+    makes one-hot labels with `tf.one_hot`'s float32 default; both give float64 instead, so that
+    the loss and its gradient stay float64. `AdamWeightDecay` makes its weight-decay rate a
+    float32 `tf.constant`, which cannot multiply a float64 variable; it is cast to float64 (as
+    tf_keras casts the optimizers' float32 hyper-parameter variables, `_get_hyper`). Everything
+    else is TensorFlow's own."""
+
+    def __init__(self, tf):
+        self._tf = tf
+
+    def __getattr__(self, name):
+        return getattr(self._tf, name)
+
+    def cast(self, x, dtype, name=None):
+        return self._tf.cast(x, self._tf.float64 if dtype == self._tf.float32 else dtype, name=name)
+
+    def constant(self, value, dtype=None, *args, **kwargs):
+        made = self._tf.constant(value, dtype, *args, **kwargs)
+        return self._tf.cast(made, self._tf.float64) if dtype is None and made.dtype == self._tf.float32 else made
+
+    def one_hot(self, indices, depth, *args, **kwargs):
+        if not args:
+            kwargs.setdefault("dtype", self._tf.float64)
+        return self._tf.one_hot(indices, depth, *args, **kwargs)
+
+
+def normalized64(images, mean, std) -> np.ndarray:
+    """(images - mean) / std in float64, mean and std per channel on the 0-255 scale: the
+    normalisation of a `--dtype float64` run on both sides (flaxnets' `normalize(..., dtype=)`),
+    so that float32 rounding of the inputs does not seed a departure."""
+    return (images.astype(np.float64) - np.asarray(mean, np.float64)) / np.asarray(std, np.float64)
+
+
+def moving_variance_of(model) -> str:
+    """Which variance the model's BatchNorm layers move their moving variance towards: fused
+    (Keras' fused op, Bessel-corrected) -> "unbiased", unfused -> "biased"."""
+    import tf_keras
+
+    fused = {bool(layer.fused) for layer in model.submodules if isinstance(layer, tf_keras.layers.BatchNormalization)}
+    if len(fused) != 1:
+        raise ValueError(f"BatchNorm layers fused {sorted(fused)}: expected all or none")
+    return "unbiased" if fused.pop() else "biased"
+
+
 def summaries(arrays) -> list[dict]:
     return [ti.summarize(np.asarray(a), i) for i, a in enumerate(arrays)]
 
@@ -178,6 +242,10 @@ def run_tfvision(case: str, args) -> dict:
                               "train_data": {"global_batch_size": args.batch}}}, is_strict=True)
     num_classes = params.task.model.num_classes
 
+    if args.dtype == "float64":
+        from official.modeling.optimization import legacy_adamw
+
+        ic_task.tf = legacy_adamw.tf = Float64Casts(tf)
     with strategy.scope():
         task = ic_task.ImageClassificationTask(params.task)
         model = task.build_model()
@@ -202,9 +270,13 @@ def run_tfvision(case: str, args) -> dict:
         learning_rates.append(float(schedule(optimizer.iterations)))
         # The L2 terms TF-Vision adds to the logged loss, at the weights the step starts from.
         regularization.append(float(tf.add_n(model.losses)) if model.losses else 0.0)
-        features = preprocess_ops.normalize_image(
-            tf.cast(images[s], tf.float32), offset=preprocess_ops.MEAN_RGB, scale=preprocess_ops.STDDEV_RGB)
-        losses.append(float(step(per_replica(strategy, features.numpy(), args.replicas),
+        if args.dtype == "float64":  # normalize_image's arithmetic, in float64 (set_up_dtype)
+            features = normalized64(images[s], preprocess_ops.MEAN_RGB, preprocess_ops.STDDEV_RGB)
+        else:
+            features = preprocess_ops.normalize_image(
+                tf.cast(images[s], tf.float32), offset=preprocess_ops.MEAN_RGB,
+                scale=preprocess_ops.STDDEV_RGB).numpy()
+        losses.append(float(step(per_replica(strategy, features, args.replicas),
                                  per_replica(strategy, labels[s], args.replicas))))
         if args.start_step and s + 1 == args.early_step:
             early = [v.numpy() for v in model.variables]
@@ -220,8 +292,9 @@ def run_tfvision(case: str, args) -> dict:
                       "norm_activation": params.task.model.norm_activation.as_dict()},
         "tf_models_official": getattr(official, "__version__", None) or _dist_version("tf-models-official"),
         # Keras' fused BatchNorm moves its moving variance towards the Bessel-corrected batch
-        # variance n / (n - 1) * biased (tf_keras batch_normalization.py, _fused_batch_norm).
-        "bn_moving_variance": "unbiased",
+        # variance n / (n - 1) * biased (tf_keras batch_normalization.py, _fused_batch_norm);
+        # under --dtype float64 the layers are not fused (set_up_dtype).
+        "bn_moving_variance": moving_variance_of(model),
         "num_classes": num_classes,
         "variables": table,
         "learning_rate": learning_rates,
@@ -321,7 +394,7 @@ def run_efficientnet(args) -> dict:
     def replica_step(features, labels_):
         with tf.GradientTape() as tape:
             logits = model(features, training=True)
-            onehot = tf.one_hot(labels_, flags["num_label_classes"])
+            onehot = tf.one_hot(labels_, flags["num_label_classes"], dtype=logits.dtype)
             cross_entropy = tf.compat.v1.losses.softmax_cross_entropy(
                 onehot_labels=onehot, logits=logits, label_smoothing=flags["label_smoothing"])
             l2 = flags["weight_decay"] * tf.add_n([tf.nn.l2_loss(v) for v in l2_variables])
@@ -340,13 +413,16 @@ def run_efficientnet(args) -> dict:
     def average():
         ema.apply(ema_vars)
 
-    mean_rgb = np.asarray([0.485 * 255, 0.456 * 255, 0.406 * 255], np.float32)  # efficientnet_builder.MEAN_RGB
-    stddev_rgb = np.asarray([0.229 * 255, 0.224 * 255, 0.225 * 255], np.float32)  # .STDDEV_RGB
+    mean_rgb = [0.485 * 255, 0.456 * 255, 0.406 * 255]  # efficientnet_builder.MEAN_RGB
+    stddev_rgb = [0.229 * 255, 0.224 * 255, 0.225 * 255]  # .STDDEV_RGB
     images, labels = ti.make_batches(args.seed, args.steps, args.batch, args.size, flags["num_label_classes"])
     learning_rates, losses, regularization = [], [], []
     for s in range(args.steps):
         learning_rates.append(float(learning_rate()))
-        features = (images[s].astype(np.float32) - mean_rgb) / stddev_rgb
+        if args.dtype == "float64":
+            features = normalized64(images[s], mean_rgb, stddev_rgb)
+        else:
+            features = (images[s].astype(np.float32) - np.float32(mean_rgb)) / np.float32(stddev_rgb)
         with strategy.scope():
             ce, l2 = step(per_replica(strategy, features, args.replicas),
                           per_replica(strategy, labels[s], args.replicas))
@@ -360,7 +436,7 @@ def run_efficientnet(args) -> dict:
         "reference": "tensorflow/tpu models/official/efficientnet (main.py model_fn, utils.py), efficientnet-b0",
         "what_ran": run_efficientnet.__doc__.strip(),
         "tf_config": dict(flags, steps_per_epoch=steps_per_epoch, warmup_steps=warmup_steps),
-        "bn_moving_variance": "biased",
+        "bn_moving_variance": moving_variance_of(model),
         "tf_models_official": _dist_version("tf-models-official"),
         "num_classes": flags["num_label_classes"],
         "variables": table,
@@ -402,6 +478,8 @@ def main() -> None:
                         help="with --start-step: also record each tensor's motion after this many steps")
     parser.add_argument("--start-step", type=int, default=0,
                         help="the optimizer step the run starts at (past warmup: every recipe value acts)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="the variables' and the computation's dtype (float64: see set_up_dtype)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.start_step and not 1 <= args.early_step <= args.steps:
@@ -409,6 +487,7 @@ def main() -> None:
 
     import tensorflow as tf
 
+    set_up_dtype(args.dtype)
     if args.case in TFVISION_CASES:
         result = run_tfvision(args.case, args)
     else:
@@ -423,13 +502,14 @@ def main() -> None:
         "seed": args.seed, "steps": args.steps, "batch": args.batch, "size": args.size,
         "replicas": args.replicas,
         "start_step": args.start_step,
+        "dtype": args.dtype,
         "batches_sha256": hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest(),
         **{k: v for k, v in result.items() if not k.startswith("_")},
     }
     if args.start_step:
         golden["what_ran"] += (f"; started at optimizer step {args.start_step} (--start-step: the step counter set, "
                                "the EMA's averages equal to the initial weights, the optimizer slots fresh)")
-    suffix = f"_t{args.start_step}" if args.start_step else ""
+    suffix = (f"_t{args.start_step}" if args.start_step else "") + ("_f64" if args.dtype == "float64" else "")
     out = args.out or OUT / f"trajectory_{args.case}_{args.replicas}x{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.start_step:

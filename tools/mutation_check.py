@@ -51,6 +51,7 @@ FIDELITY_TESTS = (
     f"{TRAJ}::test_trajectory_float32",
     f"{TRAJ}::test_learning_rate_per_step",
     f"{PAST}::test_trajectory_past_warmup",
+    f"{PAST}::test_trajectory_past_warmup_float64",
     f"{PAST}::test_learning_rate_past_warmup",
     f"{MNV4}::test_logits_match_tf_vision",
     f"{MNV4}::test_logits_with_each_side_s_initial_layer_scale_match_tf_vision",
@@ -60,10 +61,12 @@ FIDELITY_TESTS = (
 
 
 def trajectory(case: str, replicas=(1, 2)) -> tuple[str, ...]:
-    """The case's step-0 trajectories and its one-replica trajectory past warmup (global step
-    100,000, where weight decay, L2, Adam's moments and the configured EMA decay act)."""
+    """The case's step-0 trajectories and its one-replica trajectories past warmup (global step
+    100,000, where weight decay, L2, Adam's moments and the configured EMA decay act), float32
+    and float64 (where L2 and AdamW's weight decay rise above the references' spread)."""
     return (tuple(f"{TRAJ}::test_trajectory_float32[{case}-{r}]" for r in replicas)
-            + (f"{PAST}::test_trajectory_past_warmup[{case}-1]",))
+            + (f"{PAST}::test_trajectory_past_warmup[{case}-1]",
+               f"{PAST}::test_trajectory_past_warmup_float64[{case}]"))
 
 
 def lr_per_step(case: str) -> tuple[str, ...]:

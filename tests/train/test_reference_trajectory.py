@@ -176,10 +176,10 @@ def _module_at(model, path):
     return node
 
 
-def load_drawn_weights(model, golden: dict) -> list[tuple]:
-    """Set every variable of `model` to the golden's seed-drawn value; returns (our state path,
-    output positions per example) in the golden's variable order. Asserts that the two orders
-    pair up (module docstring)."""
+def load_drawn_weights(model, golden: dict, dtype=jnp.float32) -> list[tuple]:
+    """Set every variable of `model` to the golden's seed-drawn value (as `dtype`); returns (our
+    state path, output positions per example) in the golden's variable order. Asserts that the
+    two orders pair up (module docstring)."""
     ours: dict[str, list[tuple]] = {}
     for role, path, positions in ordered_variables(model, golden["size"]):
         ours.setdefault(role, []).append((path, positions))
@@ -196,7 +196,7 @@ def load_drawn_weights(model, golden: dict) -> list[tuple]:
         assert layouts_match(tuple(variable.value.shape), tuple(ref["shape"]), role), (
             f"variable {index}: {path} has shape {variable.value.shape}, the reference's {ref['name']} {ref['shape']}")
         drawn = ti.draw_variable(golden["seed"], index, role, ref["shape"])
-        variable.value = jnp.asarray(drawn.reshape(variable.value.shape))
+        variable.value = jnp.asarray(drawn.reshape(variable.value.shape), dtype)
         paths.append((path, positions))
     return paths
 
@@ -225,15 +225,38 @@ def start_at(state, step: int):
 def run_ours(config, golden: dict, *, start_step: int = 0, early_step: int | None = None):
     """Our trainer on the golden's weights and batches, from optimizer step `start_step`
     (`start_at`): (losses, learning rates, final state, [(state path, positions)] in the golden's
-    order, and {path: value} of the weights and statistics after `early_step` (None: not kept))."""
-    model_kwargs = config.model.overrides()
-    model_kwargs["dtype"] = jnp.dtype(config.model.dtype)
-    model = create_model(config.model.name, num_classes=config.model.num_classes,
-                         rngs=nnx.Rngs(config.seed), **model_kwargs)
-    paths = load_drawn_weights(model, golden)
+    order, and {path: value} of the weights and statistics after `early_step` (None: not kept)).
 
+    A float64 golden (its `dtype`) runs under `jax.enable_x64`, confined to this call: the
+    model's computation, weights, BatchNorm statistics, optimizer state and EMA in float64. Its
+    learning rates are the schedule's float32 values at the golden's steps, computed before
+    x64 is enabled, as the recipes run and the references compute theirs (in float64 our
+    schedule's pow would differ from the references' float32 one by 2e-6). (The golden's
+    recorded rates are no better a substitute: TF-Vision's, evaluated eagerly, differ by one
+    float32 spacing at some steps from those its compiled step used.)"""
     num_train = config.data.num_train_examples
     schedule = build_schedule(config, num_train)
+    if golden.get("dtype", "float32") == "float32":
+        return _run_ours(config, golden, schedule, jnp.float32, start_step, early_step)
+    assert golden["dtype"] == "float64", golden["dtype"]
+    table = np.asarray(schedule(jnp.arange(start_step, start_step + golden["steps"])), np.float32)
+    with jax.enable_x64(True):
+        rates = jnp.asarray(table)
+
+        def float32_schedule(step):
+            return rates[jnp.clip(step - start_step, 0, len(table) - 1)]
+
+        return _run_ours(config, golden, float32_schedule, jnp.float64, start_step, early_step)
+
+
+def _run_ours(config, golden, schedule, dtype, start_step, early_step):
+    model_kwargs = config.model.overrides()
+    model_kwargs["dtype"] = jnp.dtype(config.model.dtype) if dtype == jnp.float32 else dtype
+    model = create_model(config.model.name, num_classes=config.model.num_classes,
+                         rngs=nnx.Rngs(config.seed), **model_kwargs)
+    paths = load_drawn_weights(model, golden, dtype)
+
+    num_train = config.data.num_train_examples
     tx = build_optimizer(config, param_kinds(model), num_train, schedule)
     graphdef, state = create_train_state(model, tx, seed=config.seed, ema=config.ema.decay is not None,
                                          ema_batch_stats=config.ema.include_batch_stats)
@@ -248,7 +271,7 @@ def run_ours(config, golden: dict, *, start_step: int = 0, early_step: int | Non
 
     train_step = make_train_step(
         graphdef, tx, loss_fn=loss_fn, mean=prep["mean"], std=prep["std"], ema_decay=config.ema.decay,
-        ema_dynamic_decay=config.ema.dynamic_decay, learning_rate_fn=schedule, mesh=mesh)
+        ema_dynamic_decay=config.ema.dynamic_decay, learning_rate_fn=schedule, mesh=mesh, input_dtype=dtype)
     images, labels = ti.make_batches(golden["seed"], golden["steps"], golden["batch"], golden["size"],
                                      golden["num_classes"])
     losses, lrs, early = [], [], None

@@ -370,11 +370,12 @@ def eval_transform(
     return resize(image, image_size_px, interpolation, half_pixel_centers=flavour.half_pixel_centers)
 
 
-def normalize(images, mean, std):
+def normalize(images, mean, std, dtype="float32"):
     """Device-side normalisation: (float32(images) - mean) / std, mean and std on the 0-255
-    scale (per channel or scalar). Imports JAX lazily so the host pipeline does not need it."""
+    scale (per channel or scalar), computed in `dtype` (float64 only for the float64 reference
+    trajectories, under jax_enable_x64). Imports JAX lazily so the host pipeline does not need it."""
     import jax.numpy as jnp
 
-    mean = jnp.asarray(mean, dtype=jnp.float32)
-    std = jnp.asarray(std, dtype=jnp.float32)
-    return (jnp.asarray(images).astype(jnp.float32) - mean) / std
+    mean = jnp.asarray(mean, dtype=dtype)
+    std = jnp.asarray(std, dtype=dtype)
+    return (jnp.asarray(images).astype(dtype) - mean) / std

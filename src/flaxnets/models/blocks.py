@@ -50,7 +50,7 @@ from flax import nnx
 from flaxnets.errors import FlaxnetsError
 from flaxnets.models.layers import (
     ACTIVATIONS, MOVING_VARIANCES, BatchNorm, Conv2d, Dense, DepthwiseConv2d, LayerScale, MatMul, SqueezeExcite,
-    activation_fn, initializers, make_divisible, round_channels, round_repeats,
+    activation_fn, initializers, make_divisible, round_channels, round_repeats, wide,
 )
 
 
@@ -736,7 +736,7 @@ class ConvNet(nnx.Module):
         for block in self.blocks:
             x = block(x, rngs=rngs)
         x = ACTIVATIONS[self.head_activation](self.head_bn(self.head_conv(x)))
-        x = x.astype(jnp.float32).mean(axis=(1, 2))  # [B, C]: no keepdims before the classifier
+        x = x.astype(wide(x.dtype)).mean(axis=(1, 2))  # [B, C]: no keepdims before the classifier
         if self.pre_logits is not None:
             x = self.pre_logits(x)
             if self.pre_logits_bn is not None:

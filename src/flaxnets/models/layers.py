@@ -289,6 +289,13 @@ def conv_unrolled() -> bool:
     return setting == "unrolled" or (setting == "auto" and jax.default_backend() == "cpu")
 
 
+def wide(dtype):
+    """The dtype statistics, pooling, logits and losses are computed in: float32, or float64 for a
+    float64 computation (the float64 reference trajectories, docs/REFERENCE_TRAJECTORIES.md; JAX
+    needs `jax_enable_x64` for it)."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def depthwise_shifts(x, kernel, strides, padding):
     """A depthwise convolution (NHWC input, HWIO kernel with I = 1, O = C) as a sum of k*k
     strided slices of the zero-padded input, each scaled by one kernel tap per channel.
@@ -390,14 +397,15 @@ class DepthwiseConv2d(nnx.Conv):
 
 
 class Dense(nnx.Linear):
-    """A fully connected layer on pooled features, parameters and compute in float32."""
+    """A fully connected layer on pooled features, parameters and compute in float32 (float64
+    where its input or parameters are: `wide`)."""
 
     PARAM_KINDS = {"kernel": "dense_kernel", "bias": "bias"}
 
     def __init__(self, in_features: int, out_features: int, *, kernel_init: Callable,
                  use_bias: bool = True, rngs: nnx.Rngs):
         super().__init__(in_features, out_features, use_bias=use_bias, kernel_init=kernel_init,
-                         dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+                         dtype=None, param_dtype=jnp.float32, rngs=rngs)
 
     def __call__(self, x):
         return _record(self, super().__call__(x))
@@ -446,7 +454,7 @@ class BatchNorm(nnx.Module):
         return _record(self, self._normalize(x))
 
     def _normalize(self, x):
-        x32 = x.astype(jnp.float32)
+        x32 = x.astype(wide(x.dtype))
         if self.use_running_average:
             mean, var = self.mean.value, self.var.value
         elif self.group_size is None:
@@ -497,7 +505,7 @@ class SqueezeExcite(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x):
-        s = x.astype(jnp.float32).mean(axis=(1, 2), keepdims=True).astype(self.dtype)
+        s = x.astype(wide(x.dtype)).mean(axis=(1, 2), keepdims=True).astype(self.dtype)
         s = ACTIVATIONS[self.activation](self.reduce(s))
         s = GATES[self.gate](self.expand(s))
         return x * s

@@ -45,7 +45,8 @@ def _ema(average, new, decay):
 
 def _check_logits(logits):
     # Pitfall 7: low-precision logits make the loss (and training) collapse; refuse them.
-    if logits.dtype != jnp.float32:
+    # float64 (a float64 model under jax_enable_x64: the float64 reference trajectories) passes.
+    if logits.dtype not in (jnp.float32, jnp.float64):
         raise TypeError(f"the model returned {logits.dtype} logits; expected float32 under any compute dtype")
 
 
@@ -76,8 +77,12 @@ def make_train_step(
     num_classes: int | None = None,
     augment_fn: Callable | None = None,
     mesh=None,
+    input_dtype="float32",
 ):
     """Build `train_step(state, batch) -> (state, metrics)`, jitted when `mesh` is given.
+
+    `input_dtype`: what the images are normalised in (float64 only for a float64 model under
+    jax_enable_x64, the float64 reference trajectories).
 
     `mix_fn(images, onehot_labels, key) -> (images, soft_labels)` (Mixup / CutMix from
     `flaxnets.data.mix`) runs on the normalised images of each micro-batch; it needs
@@ -94,7 +99,7 @@ def make_train_step(
     k = int(grad_accum_steps)
 
     def forward_backward(params, batch_stats, other, images, labels, key):
-        x = normalize(images, mean, std)
+        x = normalize(images, mean, std, input_dtype)
         if mix_fn is not None:
             onehot = labels if labels.ndim == 2 else jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
             x, labels = mix_fn(x, onehot, jax.random.fold_in(key, 1))
@@ -106,7 +111,7 @@ def make_train_step(
             loss = loss_fn(logits, labels)
             # `other` moves too where the model keeps running statistics besides BatchNorm's
             # (the activation ranges of quantization-aware training, `flaxnets.quant`).
-            return loss.astype(jnp.float32), (nnx.state(model, nnx.BatchStat), split_model(model)[3], logits)
+            return loss.astype(jnp.promote_types(loss.dtype, jnp.float32)), (nnx.state(model, nnx.BatchStat), split_model(model)[3], logits)
 
         (loss, (new_batch_stats, new_other, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
         correct = _top_k_correct(logits, _hard_labels(labels), 1).mean()
