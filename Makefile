@@ -21,5 +21,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=25
 
+# The reference checks left out of `make test` (pytest marker `extra`; pyproject.toml says which).
+test-extra: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m extra
+
 clean:
 	rm -rf $(VENV) runs demo_data
