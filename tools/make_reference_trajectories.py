@@ -213,12 +213,17 @@ def normalized64(images, mean, std) -> np.ndarray:
 
 def moving_variance_of(model) -> str:
     """Which variance the model's BatchNorm layers move their moving variance towards: fused
-    (Keras' fused op, Bessel-corrected) -> "unbiased", unfused -> "biased"."""
+    (Keras' fused op, Bessel-corrected) -> "unbiased", unfused -> "biased". Layers never built
+    (`fused` still None; under MirroredStrategy `model.submodules` also lists such copies) are
+    not counted."""
     import tf_keras
 
-    fused = {bool(layer.fused) for layer in model.submodules if isinstance(layer, tf_keras.layers.BatchNormalization)}
+    layers = [layer for layer in model.submodules
+              if isinstance(layer, tf_keras.layers.BatchNormalization) and layer.fused is not None]
+    fused = {bool(layer.fused) for layer in layers}
     if len(fused) != 1:
-        raise ValueError(f"BatchNorm layers fused {sorted(fused)}: expected all or none")
+        kinds = sorted({(type(layer).__name__, layer.fused) for layer in layers}, key=str)
+        raise ValueError(f"BatchNorm layers fused {sorted(fused)}: expected all or none ({kinds})")
     return "unbiased" if fused.pop() else "biased"
 
 
