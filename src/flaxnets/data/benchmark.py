@@ -42,6 +42,19 @@ def _decoder() -> str:
     return "turbojpeg-region" if turbo.available() else "whole-image"
 
 
+def _time_loader(loader, batches: int) -> tuple[int, float]:
+    """(images, seconds) of `batches` batches of `loader` after its first (start-up excluded);
+    closes it."""
+    images = batches * loader.local_batch_size
+    next(loader)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    seconds = time.perf_counter() - start
+    loader.close()
+    return images, seconds
+
+
 def measure(path, *, workers: int, batches: int, batch_size: int, image_size: int,
             crop: str = "tf_vision", augment=None, config=None, prep=None) -> dict:
     """Images per second of the training transform. With `workers` = 0 one process runs the
@@ -62,14 +75,7 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
         data = dataclasses.replace(config.data, workers=workers)
         loader = train_loader_from_config(data, prep, source, global_batch_size=min(batch_size, len(source)),
                                           seed=config.seed)
-        batch_size = loader.local_batch_size
-        images = batches * batch_size
-        next(loader)
-        start = time.perf_counter()
-        for _ in range(batches):
-            next(loader)
-        seconds = time.perf_counter() - start
-        loader.close()
+        images, seconds = _time_loader(loader, batches)
     elif workers == 0:
         rng = np.random.default_rng(0)
         count = len(source)
@@ -96,14 +102,7 @@ def measure(path, *, workers: int, batches: int, batch_size: int, image_size: in
     else:
         loader = train_loader(source, image_size=image_size, global_batch_size=min(batch_size, len(source)),
                               seed=0, crop=crop, augment=augment, workers=workers)
-        batch_size = loader.local_batch_size
-        images = batches * batch_size
-        next(loader)
-        start = time.perf_counter()
-        for _ in range(batches):
-            next(loader)
-        seconds = time.perf_counter() - start
-        loader.close()
+        images, seconds = _time_loader(loader, batches)
     per_second = images / seconds
     return {
         "images_per_second": per_second,
