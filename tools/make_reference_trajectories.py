@@ -283,7 +283,7 @@ def run_tfvision(case: str, args) -> dict:
                 scale=preprocess_ops.STDDEV_RGB).numpy()
         losses.append(float(step(per_replica(strategy, features, args.replicas),
                                  per_replica(strategy, labels[s], args.replicas))))
-        if args.start_step and s + 1 == args.early_step:
+        if args.early_step and s + 1 == args.early_step:
             early = [v.numpy() for v in model.variables]
 
     result = {
@@ -308,7 +308,7 @@ def run_tfvision(case: str, args) -> dict:
         "loss": [t - r for t, r in zip(losses, regularization)],
         "_final": [v.numpy() for v in model.variables],
     }
-    if args.start_step:
+    if args.early_step:
         result["_early"] = early
     result["final"] = summaries(result["_final"])
     if ema:
@@ -434,7 +434,7 @@ def run_efficientnet(args) -> dict:
             average()
         losses.append(float(ce))
         regularization.append(float(l2))
-        if args.start_step and s + 1 == args.early_step:
+        if args.early_step and s + 1 == args.early_step:
             early = [v.numpy() for v in model.variables]
 
     result = {
@@ -453,7 +453,7 @@ def run_efficientnet(args) -> dict:
         "_final_ema": [ema.average(v).numpy() if v.ref() in set_of(ema_vars) else v.numpy()
                        for v in model.variables],
     }
-    if args.start_step:
+    if args.early_step:
         result["_early"] = early
     result["final"] = summaries(result["_final"])
     result["final_ema"] = summaries(result["_final_ema"])
@@ -479,15 +479,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--early-step", type=int, default=4,
-                        help="with --start-step: also record each tensor's motion after this many steps")
+    parser.add_argument("--early-step", type=int, default=None,
+                        help="also record each tensor's motion after this many steps (default 4 with --start-step)")
     parser.add_argument("--start-step", type=int, default=0,
                         help="the optimizer step the run starts at (past warmup: every recipe value acts)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="the variables' and the computation's dtype (float64: see set_up_dtype)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if args.start_step and not 1 <= args.early_step <= args.steps:
+    if args.start_step and args.early_step is None:
+        args.early_step = 4
+    if args.early_step is not None and not 1 <= args.early_step <= args.steps:
         parser.error(f"--early-step {args.early_step}: expected a step in 1..--steps ({args.steps})")
 
     import tensorflow as tf
@@ -517,7 +519,7 @@ def main() -> None:
     suffix = (f"_t{args.start_step}" if args.start_step else "") + ("_f64" if args.dtype == "float64" else "")
     out = args.out or OUT / f"trajectory_{args.case}_{args.replicas}x{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.start_step:
+    if args.early_step:
         # How far each tensor moved from its drawn start after the first `--early-step` steps,
         # before float32 chaos parts trajectories (docs/REFERENCE_TRAJECTORIES.md, "Past
         # warmup"): a weight decay or L2 is a measurable part of that motion while it is far

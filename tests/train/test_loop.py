@@ -189,7 +189,10 @@ def test_a_recipe_written_for_imagenet_adapts_to_this_data_and_run(digits, tmp_p
 
 
 CTRL_C_SCRIPT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as a terminal's foreground job has it: a suite started in the background of a
+# non-interactive shell hands its children SIGINT ignored, which flaxnets then leaves alone.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path[:0] = [{here!r}, {src!r}]
 import flaxnets.models, flaxnets.train.loop as loop, loop_helpers
 from flaxnets import cli

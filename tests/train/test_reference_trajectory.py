@@ -116,16 +116,18 @@ def test_recipe_has_the_references_normalisation_and_warmup(case, warmup_start):
     assert config.schedule.warmup_target == "schedule"
 
 
-def recipe_config(case: str, golden: dict, dtype: str | None = "float32"):
+def recipe_config(case: str, golden: dict, dtype: str | None = "float32", *, recipe_bn_group: bool = False):
     """The recipe with the changes the golden's run made (module docstring); `dtype` None keeps
-    the recipe's compute precision."""
+    the recipe's compute precision. `recipe_bn_group`: keep the recipe's own BatchNorm group (the
+    past-warmup goldens run it), else the golden's batch per replica becomes the group."""
     overrides = [f"model.num_classes={golden['num_classes']}", "model.dropout_rate=0.0",
                  "model.stochastic_depth_rate=0.0", f"data.image_size={golden['size']}"]
     if dtype is not None:
         overrides.append(f"model.dtype={dtype}")
     # BatchNorm moments per replica, as the recipes and the reference's replicas compute them
     # (the recipes' 128 or 256 examples per replica become this run's batch per replica).
-    overrides.append(f"model.bn_group_size={golden['batch'] // golden['replicas']}")
+    if not recipe_bn_group:
+        overrides.append(f"model.bn_group_size={golden['batch'] // golden['replicas']}")
     return apply_overrides(load_recipe(case), overrides)
 
 
