@@ -15,7 +15,8 @@ REFERENCE_TRAJECTORIES.md). The optimizer slots start fresh on both sides; the E
 start equal to the weights on both sides (the reference's zero start is set aside by the tool).
 
 20 steps of the recipes' own per-replica BatchNorm group (128 examples per replica for the
-MobileNets, 256 for B0) at 32 px, one replica (two-replica goldens not made yet), float32,
+MobileNets, 256 for B0) at 32 px, one replica (the float64 two-replica goldens are made, not yet
+compared: F64_PENDING), float32,
 dropout and stochastic depth off, the reference's class count.
 
 Compared: every step's loss and learning rate; the *motion* of every tensor after the first 4
