@@ -63,7 +63,7 @@ FIDELITY_TESTS = (
 def trajectory(case: str, replicas=(1, 2)) -> tuple[str, ...]:
     """The case's step-0 trajectories on `replicas`, its one-replica float32 trajectory past warmup
     (global step 100,000, where weight decay, L2, Adam's moments and the configured EMA decay
-    act) and its float64 trajectories past warmup on `replicas` (where L2 and AdamW's weight decay
+    act) and its one-replica float64 trajectory past warmup (where L2 and AdamW's weight decay
     rise above the references' spread, with the recipe's own BatchNorm group)."""
     # One replica only until the two-replica and MNv3-L step-0 float64 goldens are compared
     # (tests/train/test_reference_trajectory_past_warmup.py, F64_PENDING).

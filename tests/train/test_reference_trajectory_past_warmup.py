@@ -128,6 +128,21 @@ def median_departure(values: dict, paths, summaries, indices) -> float:
     return float(np.median([d for d, _ in departures(values, paths, summaries, indices)]))
 
 
+def ema_values(state) -> dict:
+    """{path: value} of the final EMA: the averaged weights and the averaged (or, without their
+    EMA, the live) BatchNorm statistics."""
+    ema = flat_values(state.ema_params)
+    ema.update(flat_values(state.ema_batch_stats if state.ema_batch_stats is not None else state.batch_stats))
+    return ema
+
+
+def ema_compared(golden: dict) -> list[int]:
+    """The golden's variables whose EMA is compared: all on one replica; on two, the weights only
+    (the reference's EMA follows replica 0's statistics, other module)."""
+    return [i for i, ref in enumerate(golden["variables"])
+            if golden["replicas"] == 1 or not ref["role"].startswith("moving_")]
+
+
 def compare(golden: dict, losses, lrs, state, early, paths) -> dict:
     """The departures of the module docstring, as {what: value}: the loss per step (relative),
     the early motion (median and largest over the tensors, with the worst tensor), the final
@@ -142,12 +157,7 @@ def compare(golden: dict, losses, lrs, state, early, paths) -> dict:
     found["final median"] = median_departure(values, paths, golden["final"], every)
     if "final_ema" in golden:
         assert state.ema_params is not None, "the reference averages the weights; the recipe has no EMA"
-        ema = flat_values(state.ema_params)
-        ema.update(flat_values(state.ema_batch_stats if state.ema_batch_stats is not None else state.batch_stats))
-        compared = every
-        if golden["replicas"] > 1:  # the reference's EMA follows replica 0's statistics (other module)
-            compared = [i for i, ref in enumerate(golden["variables"]) if not ref["role"].startswith("moving_")]
-        averaged = departures(ema, paths, golden["final_ema"], compared)
+        averaged = departures(ema_values(state), paths, golden["final_ema"], ema_compared(golden))
         found["EMA median"] = float(np.median([d for d, _ in averaged]))
         found["EMA max"] = max(averaged)
     else:
@@ -280,12 +290,7 @@ def compare64(golden: dict, losses, lrs, state, early, paths) -> dict:
     # From step 0 TF-Vision's EMA starts at zeros, ours at the weights (test_reference_trajectory.py
     # compares that, the step-0 float32 goldens); past warmup both start at the weights.
     if "final_ema" in golden and golden["start_step"]:
-        ema = flat_values(state.ema_params)
-        ema.update(flat_values(state.ema_batch_stats if state.ema_batch_stats is not None else state.batch_stats))
-        compared = every
-        if golden["replicas"] > 1:  # the reference's EMA follows replica 0's statistics (compare)
-            compared = [i for i, ref in enumerate(golden["variables"]) if not ref["role"].startswith("moving_")]
-        found["EMA"] = max(departures(ema, paths, golden["final_ema"], compared))
+        found["EMA"] = max(departures(ema_values(state), paths, golden["final_ema"], ema_compared(golden)))
     return found
 
 
