@@ -1,6 +1,8 @@
 """Test-wide setup: four fake CPU devices so sharding tests run on any machine."""
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -13,6 +15,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # dominate. The unrolled forms are tested where it matters: tests/models/test_conv_impl.py
 # (values and gradients against lax) and the Keras parity tests (whole models, 1e-4).
 os.environ.setdefault("FLAXNETS_CONV_IMPL", "lax")
+
+# One persistent XLA compilation cache for the whole session: the pytest-xdist workers and every
+# CLI subprocess they start inherit this environment, and many tests compile the same programs
+# (digits_demo's train and eval steps at the same shapes, in-process and in `flaxnets train`
+# subprocesses). A fresh directory per session (made by the controlling process, before the
+# workers start, and removed at its end), so no test depends on what an earlier session left;
+# a cached executable is the one a compile would have produced (the key is the program, the
+# flags and the jax/XLA versions), so bit-exact tests are unaffected. Set
+# JAX_COMPILATION_CACHE_DIR yourself to keep one across sessions.
+_OWN_CACHE = None
+if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="flaxnets-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 #: The longest test files, longest first. pytest-xdist (`--dist loadfile`) hands files to the
 #: workers in collection order, so starting these first keeps both CI cores busy to the end
@@ -31,6 +47,11 @@ LONGEST_FIRST = (
     "weights/test_keras_parity.py",
     "train/test_recipes.py",
 )
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -24,12 +24,13 @@ SMALL = [
 
 def train_env(devices: int = 1) -> dict:
     """Environment for a CLI subprocess: the source tree, `devices` CPU devices, a shared
-    persistent compilation cache (so later runs skip most XLA compiles)."""
+    persistent compilation cache (the session's, tests/conftest.py, unless FLAXNETS_TEST_JAX_CACHE
+    names another; later runs skip most XLA compiles), every compile cached."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(SRC)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
-    env["JAX_COMPILATION_CACHE_DIR"] = os.environ.get("FLAXNETS_TEST_JAX_CACHE", "/tmp/flaxnets-test-jax-cache")
+    env["JAX_COMPILATION_CACHE_DIR"] = os.environ.get("FLAXNETS_TEST_JAX_CACHE", os.environ["JAX_COMPILATION_CACHE_DIR"])
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     return env
