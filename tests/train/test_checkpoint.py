@@ -66,3 +66,43 @@ def test_reading_a_run_back_logs_no_orbax_notice(tmp_path, caplog):
     assert reader.latest_step() == 1
     reader.close()
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_small_replicated_arrays_are_saved_whole_not_sliced_per_replica(tmp_path, monkeypatch):
+    """Data parallelism replicates the whole train state over the devices. Orbax's default save
+    cuts every replicated array into one slice per replica, each a `lax.slice` compiled for its
+    shape (the first save of an EfficientNet-B0 state on 4 CPU devices: 4,112 slices, 10.5 s);
+    arrays under REPLICA_PARALLEL_MIN_BYTES are written whole. Here 24 small arrays of shapes not
+    seen before, on 2 devices: our save compiles no slice, Orbax's default (threshold 0) compiles
+    one per shape, and both read back equal."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from flaxnets.train import checkpoint
+
+    replicated = NamedSharding(jax.make_mesh((2,), ("data",), devices=jax.devices()[:2]), PartitionSpec())
+    compiles, counting = [], [False]
+
+    def listener(event, _seconds, **_):
+        if counting[0] and event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+
+    def compiles_in_a_save(min_bytes: int, first_rows: int) -> int:
+        monkeypatch.setattr(checkpoint, "REPLICA_PARALLEL_MIN_BYTES", min_bytes)
+        state = {f"a{i}": jax.device_put(np.full((2 * (first_rows + i), 3), i, np.float32), replicated)
+                 for i in range(24)}
+        ckpt = Checkpointer(str(tmp_path / str(min_bytes)), keep=1, keep_best=False)
+        compiles.clear()
+        counting[0] = True
+        try:
+            ckpt.save(1, state)
+            ckpt.close()
+        finally:
+            counting[0] = False
+        restored, _ = Checkpointer(str(tmp_path / str(min_bytes)), read_only=True).restore(1, abstract_like(state))
+        assert _equal(restored, state)
+        return len(compiles)
+
+    assert compiles_in_a_save(checkpoint.REPLICA_PARALLEL_MIN_BYTES, first_rows=1001) == 0
+    assert compiles_in_a_save(0, first_rows=2001) >= 24  # Orbax's default: a slice per shape

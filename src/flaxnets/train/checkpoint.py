@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
@@ -122,6 +123,30 @@ def _best_metric(metrics) -> float:
     return float(metrics[BEST_METRIC])
 
 
+#: A replicated array smaller than this is written whole by its first replica instead of in
+#: slices by every replica that holds it (Orbax's replica-parallel save, its default except on
+#: GPUs, writes each replica's slice of every array). Each slice is a jitted `lax.slice`,
+#: compiled for each new shape: the first save of an EfficientNet-B0 train state on 4 CPU
+#: devices cut 4,112 slices, 10.5 of its 11.2 s, for arrays nearly all under 100 KB. Arrays from
+#: this size up are still written cooperatively (each process its part, on several hosts).
+REPLICA_PARALLEL_MIN_BYTES = 1 << 20
+
+
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+    """Orbax's handler for the train state (what `StandardSave` uses: the same files on disk),
+    with `REPLICA_PARALLEL_MIN_BYTES` for jax.Array; every other leaf type as Orbax registers it."""
+    default = ocp.type_handlers.get_type_handler(jax.Array)
+    arrays = ocp.type_handlers.ArrayHandler(
+        # The default handler's metadata store (per-array shard metadata), so nothing on disk changes.
+        array_metadata_store=getattr(default, "_array_metadata_store", None),
+        min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES)
+    others = [(kind, ocp.type_handlers.get_type_handler(kind))
+              for kind in (int, float, bytes, np.number, np.ndarray, str)]
+    registry = ocp.type_handlers.create_type_handler_registry(*others, (jax.Array, arrays))
+    return ocp.PyTreeCheckpointHandler(save_concurrent_gb=96, restore_concurrent_gb=96,
+                                       type_handler_registry=registry)
+
+
 class Checkpointer:
     """Saves and restores (train state, data state) by step in `workdir/checkpoints`."""
 
@@ -140,7 +165,9 @@ class Checkpointer:
             create=not read_only,
             read_only=read_only,
         )
-        self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "data"), options=options)
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=options,
+            item_handlers={"state": _state_handler(), "data": DataStateHandler()})
 
     def latest_step(self) -> int | None:
         """The newest saved step, or None."""
@@ -157,7 +184,7 @@ class Checkpointer:
 
     def save(self, step: int, state, data_state=None, metrics: dict | None = None) -> None:
         """Save `state` (and this process's `data_state`); every process must call this."""
-        items = {"state": ocp.args.StandardSave(state)}
+        items = {"state": ocp.args.PyTreeSave(state)}
         if data_state is not None:
             items["data"] = DataStateSave(data_state)
         best = None
@@ -167,7 +194,8 @@ class Checkpointer:
 
     def restore(self, step: int, abstract_state, *, with_data: bool = True):
         """Return (state, data_state) saved at `step`; `abstract_state` gives shapes and shardings."""
-        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        items = {"state": ocp.args.PyTreeRestore(
+            abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))}
         has_data = with_data and (self.directory / str(step) / "data").exists()
         if has_data:
             items["data"] = DataStateRestore()
