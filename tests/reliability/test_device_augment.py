@@ -7,7 +7,7 @@ bit-equal)."""
 
 import pytest
 
-from reliab_helpers import kill_when, read_losses, start_train, wait_ok
+from reliab_helpers import kill_when, start_train, wait_ok
 from test_resume import _assert_same_run, _committed_steps
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,8 @@ def test_device_augmentation_resumes_exactly_after_sigkill_as_the_host_path_runs
 
     workdir = tmp_path / "device"
     proc = start_train(digits_dir, workdir, *AUGMENT, "data.augment_on=device")
-    kill_when(proc, lambda: 5 in read_losses(workdir), delay=1.0)
+    # During step 6's evaluation, before its checkpoint (as test_resume.py's first kill).
+    kill_when(proc, lambda: "step 6: evaluating" in proc.log(), poll=0.005)
     assert 6 not in _committed_steps(workdir), "kill came too late"
     out = wait_ok(start_train(digits_dir, workdir, *AUGMENT, "data.augment_on=device"))
     assert "on the device" in out and "resuming from the checkpoint" in out

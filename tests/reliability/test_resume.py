@@ -51,9 +51,11 @@ def test_sigkill_sigterm_and_a_damaged_checkpoint_then_resume_exactly(digits_dir
     workdir = tmp_path / "run"
 
     # 1. SIGKILL during step 6's evaluation: step 5 is logged, step 6 (trained, then evaluated
-    #    before it is logged or saved) is not.
+    #    before it is logged or saved) is not. The kill follows the run's own "evaluating" line
+    #    (a fixed delay after step 5 was too late once the evaluation step came from the
+    #    compilation cache and the saves got faster).
     proc = start_train(digits_dir, workdir)
-    kill_when(proc, lambda: 5 in read_losses(workdir), delay=1.0)
+    kill_when(proc, lambda: "step 6: evaluating" in proc.log(), poll=0.005)
     assert 6 not in read_losses(workdir) and 6 not in _committed_steps(workdir), "kill came too late"
     assert _committed_steps(workdir)[-1] in (2, 4)  # step 4 may still be in its async write
 
