@@ -108,3 +108,24 @@ def test_progress_rate_and_eta_leave_out_the_compiling_first_step_and_paused_tim
     bar.update(4)  # 3 steps in 1.5 s of training: 2 steps/s, 20 img/s; 96 steps left: 48 s
     assert out.getvalue().splitlines()[-1] == (
         "[........................] step 4/100 20 img/s elapsed 1:32 eta 0:48")
+
+
+def test_a_training_process_does_not_import_torch(tmp_path):
+    """tensorboardX imports PyTorch when it is installed (1.2 s of the 2.2 s a training process
+    spent importing flaxnets.train.loop); the writer takes it without, and still writes
+    TensorBoard events."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import flaxnets.commands.train, flaxnets.train.loop; "
+            "from flaxnets.train.metrics import MetricWriter; "
+            f"w = MetricWriter({str(tmp_path)!r}); w.write(1, {{'train_loss': 1.0}}); w.close(); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    src = Path(__file__).resolve().parents[2] / "src"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(src)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout[-2000:]
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
