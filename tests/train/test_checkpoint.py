@@ -39,6 +39,9 @@ def test_round_trip_state_and_data_position(tmp_path):
     assert data == {"epoch": 1, "position": 33}
     _, raw = ckpt.restore(8, abstract_like(state))
     assert raw == b'{"raw": 1}'
+    # Without a target: the arrays as saved, on the host.
+    host, _ = ckpt.restore(7, None, with_data=False)
+    assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(host)) and _equal(host, state)
     ckpt.close()
 
 

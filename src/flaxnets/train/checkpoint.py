@@ -193,9 +193,15 @@ class Checkpointer:
         self.manager.save(int(step), args=ocp.args.Composite(**items), metrics=best, force=True)
 
     def restore(self, step: int, abstract_state, *, with_data: bool = True):
-        """Return (state, data_state) saved at `step`; `abstract_state` gives shapes and shardings."""
-        items = {"state": ocp.args.PyTreeRestore(
-            abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))}
+        """Return (state, data_state) saved at `step`; `abstract_state` gives shapes and shardings
+        (None: every array as saved, as a NumPy array on the host, whatever the devices)."""
+        if abstract_state is None:
+            saved = self.manager.item_metadata(int(step))["state"]
+            tree = saved.tree if hasattr(saved, "tree") else saved
+            restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        else:
+            restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
+        items = {"state": ocp.args.PyTreeRestore(abstract_state, restore_args=restore_args)}
         has_data = with_data and (self.directory / str(step) / "data").exists()
         if has_data:
             items["data"] = DataStateRestore()
