@@ -23,7 +23,9 @@ os.environ.setdefault("FLAXNETS_CONV_IMPL", "lax")
 # workers start, and removed at its end), so no test depends on what an earlier session left;
 # a cached executable is the one a compile would have produced (the key is the program, the
 # flags and the jax/XLA versions), so bit-exact tests are unaffected. Set
-# JAX_COMPILATION_CACHE_DIR yourself to keep one across sessions.
+# JAX_COMPILATION_CACHE_DIR yourself to keep one across sessions. Measured 2026-12-04 (idle
+# 2-core VM): a reliability test's `flaxnets train` subprocess (reliab_helpers.SMALL, 2 devices)
+# took 26 s without the cache, 26 s filling it and 13 s once the same run had filled it.
 _OWN_CACHE = None
 if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _OWN_CACHE = tempfile.mkdtemp(prefix="flaxnets-test-jax-cache-")
