@@ -249,5 +249,5 @@ def _sync(name: str) -> None:
 
 
 def abstract_like(tree):
-    """Shapes, dtypes and shardings of `tree`, as `StandardRestore` expects."""
+    """Shapes, dtypes and shardings of `tree`: the target `Checkpointer.restore` takes."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
